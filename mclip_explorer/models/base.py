@@ -1,0 +1,190 @@
+"""The encoder interface: one object that embeds texts and images into one shared space.
+
+Subclasses supply ``_encode_text_batch`` (raw, unnormalised vectors for a batch of strings) and
+``iter_image_batches``; this class owns everything every model shares: input validation,
+length-sorted batching with the input order restored, and L2 normalisation in float32.
+"""
+
+from __future__ import annotations
+
+import abc
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from mclip_explorer.errors import BadImageError, BadImageWarning
+from mclip_explorer.images import ImageInput
+
+ErrorMode = Literal["report", "raise"]
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """The result of one batch of an image stream.
+
+    Attributes:
+        indices: Input positions encoded in this batch (int64), in the order of ``embeddings``.
+        embeddings: ``(len(indices), dim)`` float32, L2-normalised.
+        failures: Input position -> reason, for items of this batch that could not be decoded.
+    """
+
+    indices: np.ndarray
+    embeddings: np.ndarray
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+class Encoder(abc.ABC):
+    """A text tower and the image tower it was trained against, sharing one ``dim``-d space.
+
+    Attributes:
+        name: Registry name (or the path it was loaded from).
+        dim: Size of the shared embedding space.
+        languages: ISO 639-1 codes the text tower was trained on (empty if unknown).
+        image_size: Side in pixels of the square the image tower sees.
+        text_max_tokens: Token limit of the text tower; longer texts are truncated with a warning.
+    """
+
+    name: str
+    dim: int
+    languages: tuple[str, ...] = ()
+    image_size: int
+    text_max_tokens: int
+
+    # ----------------------------------------------------------------------------------- text
+    def encode_text(
+        self, texts: str | Sequence[str], *, batch_size: int = 32, progress: bool = False
+    ) -> np.ndarray:
+        """Embed texts in any language.
+
+        Args:
+            texts: One string or a sequence of strings. Empty and whitespace-only strings are
+                encoded as the empty text (the tower's embedding of its special tokens alone).
+            batch_size: Texts per forward pass; batches are formed from length-sorted texts.
+            progress: Show a progress bar.
+
+        Returns:
+            ``(n, dim)`` float32, each row L2-normalised.
+        """
+        items = [texts] if isinstance(texts, str) else list(texts)
+        for position, text in enumerate(items):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{position}] is {type(text).__name__}, expected str")
+        _check_batch_size(batch_size)
+        cleaned = ["" if not text.strip() else text for text in items]
+        out = np.empty((len(cleaned), self.dim), dtype=np.float32)
+        # Longest first, as sentence-transformers does: padding waste is smallest and an
+        # out-of-memory error shows on the first batch rather than the last.
+        order = sorted(range(len(cleaned)), key=lambda i: -len(cleaned[i]))
+        for start in _progress(range(0, len(order), batch_size), progress, "texts", batch_size):
+            chunk = order[start : start + batch_size]
+            raw = self._encode_text_batch([cleaned[i] for i in chunk])
+            out[chunk] = normalize(raw)
+        return out
+
+    @abc.abstractmethod
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        """Return raw (unnormalised) ``(len(texts), dim)`` vectors for one batch."""
+
+    # --------------------------------------------------------------------------------- images
+    def encode_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        errors: ErrorMode = "report",
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embed images given as paths, encoded bytes or PIL images.
+
+        Args:
+            images: The images; a single image is accepted too.
+            batch_size: Images per forward pass.
+            num_workers: Decoding worker processes (``None``: the encoder's default).
+            errors: ``"report"`` leaves a NaN row for each bad item and issues one
+                :class:`BadImageWarning` naming every bad item and its reason; ``"raise"``
+                raises :class:`BadImageError` at the first bad item.
+            progress: Show a progress bar.
+
+        Returns:
+            ``(n, dim)`` float32, each good row L2-normalised.
+        """
+        items = _as_image_list(images)
+        out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
+        failures: dict[int, str] = {}
+        for batch in self.iter_image_batches(
+            items, batch_size=batch_size, num_workers=num_workers, errors=errors, progress=progress
+        ):
+            out[batch.indices] = batch.embeddings
+            failures.update(batch.failures)
+        if failures:
+            warnings.warn(BadImageWarning(failures), stacklevel=2)
+        return out
+
+    @abc.abstractmethod
+    def iter_image_batches(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        errors: ErrorMode = "report",
+        progress: bool = False,
+    ) -> Iterator[ImageBatch]:
+        """Stream embeddings batch by batch; bad items are reported in ``ImageBatch.failures``.
+
+        Collections use this directly so each batch can be flushed to disk as it arrives.
+        """
+
+    # ---------------------------------------------------------------------------- identity
+    @property
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A stable hex id of the exact weights and preprocessing of both towers."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows in float32; an all-zero row stays zero instead of becoming NaN."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _as_image_list(images: Sequence[ImageInput] | ImageInput) -> list[ImageInput]:
+    from pathlib import Path
+
+    from PIL import Image
+
+    if isinstance(images, (str, Path, bytes, bytearray, memoryview, Image.Image)):
+        return [images]
+    return list(images)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _progress(iterable: range, enabled: bool, unit: str, scale: int) -> Iterator[int]:
+    if not enabled:
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(iterable) * scale, unit=unit.rstrip("s")) as bar:
+        for value in iterable:
+            yield value
+            bar.update(scale)
+
+
+def raise_or_record(errors: ErrorMode, item: object, reason: str) -> str:
+    """Used by image pipelines: raise under ``errors="raise"``, else return the reason to record."""
+    if errors == "raise":
+        raise BadImageError(reason, item)
+    return reason
