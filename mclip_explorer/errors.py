@@ -19,8 +19,16 @@ class WeightsNotFoundError(MclipExplorerError, FileNotFoundError):
     """Model weights that are neither at the given path nor in the local weights folder."""
 
 
+class PairingError(MclipExplorerError, ValueError):
+    """Weights that are not the tower the registry pairs a model with (dim, size, architecture)."""
+
+
 class UnsafeFileError(MclipExplorerError, ValueError):
     """A file that would need code execution (e.g. a pickle with arbitrary objects) to read."""
+
+
+class BadWeightsError(MclipExplorerError, ValueError):
+    """A weights file that exists but does not hold what its model needs (keys, shapes, dtype)."""
 
 
 class BadImageError(MclipExplorerError, ValueError):
@@ -38,6 +46,10 @@ class CollectionError(MclipExplorerError):
 
 class ModelMismatchError(CollectionError):
     """A collection opened with a model other than the one that encoded it."""
+
+
+class SourceError(MclipExplorerError, ValueError):
+    """A collection source that is missing, of an unsupported kind, or holds no images."""
 
 
 class BadImageWarning(UserWarning):

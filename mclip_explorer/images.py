@@ -6,6 +6,7 @@ Runs inside DataLoader worker processes, so it must stay picklable and import on
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 from typing import Union
@@ -34,38 +35,52 @@ def load_image(item: ImageInput) -> Image.Image:
         item: A path, encoded image bytes, or a ``PIL.Image``.
 
     Returns:
-        A fully loaded RGB image.
+        A fully loaded RGB image (a new object; a PIL input is never modified).
 
     Raises:
         BadImageError: The item is missing, empty, truncated, not an image, or too large.
     """
     try:
-        image = _open(item)
-        with warnings.catch_warnings():
-            # A bomb *warning* is still a decode we allow; the error above MAX_PIXELS is not.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-            image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+        image = open_image(item)
+        try:
+            with warnings.catch_warnings():
+                # A bomb *warning* is still a decode we allow; the error above MAX_PIXELS is not.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image.load()
+                return to_rgb(ImageOps.exif_transpose(image))
+        finally:
+            if image is not item:
+                # Releases the file handle PIL keeps for multi-frame formats and failed decodes.
+                image.close()
     except BadImageError:
         raise
     except Image.DecompressionBombError as exc:
         raise BadImageError(f"image too large to decode safely ({exc})", item) from None
     except UnidentifiedImageError:
         raise BadImageError("not an image (format not recognised)", item) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        # PIL reports truncated and corrupt data as OSError/SyntaxError with its own message.
-        raise BadImageError(f"cannot decode image: {exc}", item) from None
+    except MemoryError:
+        raise BadImageError("out of memory while decoding", item) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        # PIL reports truncated and corrupt data as OSError/SyntaxError/EOFError with its own
+        # message; a truncated file is the usual cause, so say so.
+        raise BadImageError(f"cannot decode image (corrupt or truncated): {exc}", item) from None
 
 
-def _open(item: ImageInput) -> Image.Image:
+def open_image(item: ImageInput) -> Image.Image:
+    """Open an image lazily (header only) after the cheap checks; the pixels are not decoded.
+
+    Raises:
+        BadImageError: Missing or empty file, empty bytes, unsupported type, data PIL does not
+            recognise, or more pixels than :data:`MAX_PIXELS`.
+    """
     if isinstance(item, Image.Image):
+        _check_pixels(item, item)
         return item
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
         if not data:
             raise BadImageError("empty bytes", item)
-        return _checked_open(io.BytesIO(data))
+        return _checked_open(io.BytesIO(data), item)
     if isinstance(item, (str, Path)):
         path = Path(item)
         if not path.exists():
@@ -74,45 +89,78 @@ def _open(item: ImageInput) -> Image.Image:
             raise BadImageError("is a folder, not an image file", item)
         if path.stat().st_size == 0:
             raise BadImageError("empty file (0 bytes)", item)
-        return _checked_open(path)
-    raise BadImageError(f"unsupported image type {type(item).__name__}", None)
+        return _checked_open(path, item)
+    raise BadImageError(
+        f"unsupported image type {type(item).__name__} (expected a path, bytes or PIL image)",
+        None,
+    )
 
 
-def _checked_open(source: io.BytesIO | Path) -> Image.Image:
-    image = Image.open(source)
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise Image.DecompressionBombError(f"{width}x{height} pixels exceeds {MAX_PIXELS}")
+def _checked_open(source: io.BytesIO | Path, item: ImageInput) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+    except PermissionError:
+        raise BadImageError("permission denied", item) from None
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(f"image too large to decode safely ({exc})", item) from None
+    except UnidentifiedImageError:
+        raise BadImageError("not an image (format not recognised)", item) from None
+    try:
+        _check_pixels(image, item)
+    except BadImageError:
+        image.close()
+        raise
     return image
 
 
+def _check_pixels(image: Image.Image, item: ImageInput) -> None:
+    # Read at call time, not import time, so a caller (or a test) can lower the limit.
+    limit = MAX_PIXELS
+    width, height = image.size
+    if width * height > limit:
+        raise BadImageError(
+            f"image too large to decode safely ({width}x{height} pixels exceeds the "
+            f"limit of {limit})",
+            item,
+        )
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB; alpha is composited onto a white background."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    """Convert any PIL mode to RGB; alpha (and palette/colour-key transparency) goes on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _high_bit_depth_to_rgb(image)
-    if image.mode == "P":
-        # Palette images may carry transparency in info["transparency"]; RGBA keeps it.
+    has_key = "transparency" in image.info and image.mode in ("P", "L", "RGB", "1")
+    if image.mode == "RGB" and not has_key:
+        return image.copy()
+    if image.mode in ("P", "PA") or has_key:
+        # Palette and colour-key transparency live in info["transparency"]; RGBA keeps it.
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, BACKGROUND)
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    # CMYK, YCbCr, L, 1, HSV, LAB: PIL's converters are exact enough for CLIP inputs.
+    # CMYK (PIL undoes Adobe's inverted CMYK), YCbCr, L, 1, HSV, LAB: PIL converts well enough
+    # for CLIP inputs; a mode it cannot convert raises ValueError, reported as a bad item.
     return image.convert("RGB")
 
 
 def _high_bit_depth_to_rgb(image: Image.Image) -> Image.Image:
-    # PIL's convert("L") clips 16-bit values at 255 instead of scaling; scale by the real range.
+    # PIL's convert("L") clips 16-bit values at 255 instead of scaling them.
     array = np.asarray(image, dtype=np.float64)
-    lo, hi = float(array.min()), float(array.max())
-    if image.mode.startswith("I;16"):
-        lo, hi = 0.0, 65535.0
+    finite = array[np.isfinite(array)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and lo >= 0 and hi <= 65535):
+        # 16-bit data (PNG opens as I;16, older Pillow as I): the full range is 0..65535, so a
+        # dark image stays dark rather than being stretched.
+        lo, hi = 0.0, 65535.0 if hi > 255 or image.mode.startswith("I;16") else 255.0
+    elif image.mode == "F" and lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    grey = np.clip((array - lo) * scale, 0, 255).astype(np.uint8)
-    return Image.fromarray(grey, mode="L").convert("RGB")
+    grey = np.clip(np.nan_to_num((array - lo) * scale), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
 
 
 def is_image_path(path: Path) -> bool:

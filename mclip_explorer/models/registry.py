@@ -16,14 +16,15 @@ ST_V1_LANGUAGES = (
 ).split()
 MBERT_40_LANGUAGES = (
     "sq am ar az bn bg ca zh nl en et fa fr ka de el hi hu is id it ja kk ko lv mk ms ps pl ro ru "
-    "sl es sv tl th tr ur"
+    "sl es sv tl th tr ur vi"
 ).split()
 ALTCLIP_M9_LANGUAGES = "en zh es fr ru ja ko ar it".split()
 ALTCLIP_LANGUAGES = "en zh".split()
-# The M-CLIP 2022 models were trained on 48 machine-translated languages (larger_mclip.md).
+# The M-CLIP 2022 models' 48 training languages: Multilingual-CLIP's
+# translation/data/fine_tune_languages.csv, where Chinese counts twice (simplified, traditional).
 MCLIP_2022_LANGUAGES = (
-    "ar bg ca cs da de el en es et fa fi fr gl hi hr hu hy id it ja ka ko ku lt lv mk mn mr ms my "
-    "nb nl pl pt ro ru sk sl sq sr sv th tr uk ur vi zh"
+    "af sq am ar az bn bs bg ca zh hr cs da nl en et fr de el hi hu is id it ja mk ml mr pl pt ro "
+    "ru sr sl es sw sv tl te tr tk uk ur ug uz vi xh"
 ).split()
 
 

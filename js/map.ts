@@ -1,0 +1,218 @@
+// The plotly scattergl map: one trace per colour category (so the legend works), a text-item
+// trace, two overlay traces (highlight, selection), and the queries as layout shapes, so adding
+// a query never re-computes the big traces.
+import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
+import type { QueryResult } from "./queries.ts";
+import { idsInBox, idsInLasso } from "./selection.ts";
+
+export interface Points {
+  x: Float32Array;
+  y: Float32Array;
+  ids: Uint32Array;
+  kinds: Uint8Array; // 1 = text item
+}
+
+export interface MapHandlers {
+  onClick(id: number): void;
+  onHover(id: number, event: MouseEvent): void;
+  onUnhover(): void;
+  onSelect(ids: Uint32Array, final: boolean): void;
+}
+
+export const CATEGORY_COLOURS = [
+  "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+  "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
+];
+
+/** Point indices of each colour category (image items only) and of the text items. */
+export function groupByCode(kinds: Uint8Array, codes: Uint8Array, nLabels: number) {
+  const counts = new Uint32Array(nLabels + 1);
+  for (let i = 0; i < kinds.length; i++) counts[kinds[i] ? nLabels : Math.min(codes[i], nLabels - 1)]++;
+  const groups = Array.from(counts, (c) => new Uint32Array(c));
+  const fill = new Uint32Array(nLabels + 1);
+  for (let i = 0; i < kinds.length; i++) {
+    const g = kinds[i] ? nLabels : Math.min(codes[i], nLabels - 1);
+    groups[g][fill[g]++] = i;
+  }
+  return { categories: groups.slice(0, nLabels), text: groups[nLabels] };
+}
+
+function pick(values: Float32Array, index: Uint32Array): Float32Array {
+  const out = new Float32Array(index.length);
+  for (let i = 0; i < index.length; i++) out[i] = values[index[i]];
+  return out;
+}
+
+function markerSize(n: number): number {
+  return n < 2_000 ? 8 : n < 50_000 ? 5 : n < 300_000 ? 3 : 2;
+}
+
+function escapeHtml(text: string): string {
+  // Plotly annotations render a little HTML; a query is text only.
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+export class ExplorerMap {
+  private gd: PlotlyHTMLElement | null = null;
+  private traceIndex: (Uint32Array | null)[] = [];
+  private traces: object[] = [];
+  private readonly rowOf: Int32Array; // item id -> point index (-1: not on the map)
+  private overlays = { highlight: -1, selection: -1 };
+  private layout: Record<string, unknown>;
+  private selectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly el: HTMLElement,
+    private readonly points: Points,
+    private readonly handlers: MapHandlers,
+  ) {
+    let maxId = 0;
+    for (const id of points.ids) maxId = Math.max(maxId, id);
+    this.rowOf = new Int32Array(maxId + 1).fill(-1);
+    points.ids.forEach((id, i) => {
+      this.rowOf[id] = i;
+    });
+    this.layout = {
+      margin: { l: 30, r: 10, t: 10, b: 30 },
+      dragmode: "pan",
+      hovermode: "closest",
+      uirevision: "keep", // keep zoom and pan across re-colouring
+      legend: { itemsizing: "constant", bgcolor: "rgba(255,255,255,0.7)" },
+      xaxis: { showgrid: false, zeroline: false, showticklabels: false },
+      yaxis: { showgrid: false, zeroline: false, showticklabels: false, scaleanchor: "x" },
+      plot_bgcolor: "#fff",
+      shapes: [],
+      annotations: [],
+    };
+  }
+
+  async draw(codes: Uint8Array, labels: string[]): Promise<void> {
+    this.buildTraces(codes, labels);
+    const config = { displaylogo: false, scrollZoom: true, responsive: true };
+    if (!this.gd) {
+      this.gd = await Plotly.newPlot(this.el, this.traces, this.layout, config);
+      this.listen(this.gd);
+    } else {
+      await Plotly.react(this.el, this.traces, this.layout, config);
+    }
+  }
+
+  /** Item id -> map position, or null if the item is not on the map. */
+  position(id: number): [number, number] | null {
+    const i = id < this.rowOf.length ? this.rowOf[id] : -1;
+    return i < 0 ? null : [this.points.x[i], this.points.y[i]];
+  }
+
+  async setOverlay(which: "highlight" | "selection", ids: Uint32Array): Promise<void> {
+    if (!this.gd) return;
+    const x: number[] = [];
+    const y: number[] = [];
+    for (const id of ids) {
+      const p = this.position(id);
+      if (p) {
+        x.push(p[0]);
+        y.push(p[1]);
+      }
+    }
+    await Plotly.restyle(this.el, { x: [x], y: [y] }, [this.overlays[which]]);
+  }
+
+  async setQueries(queries: QueryResult[]): Promise<void> {
+    const shapes: object[] = [];
+    const annotations: object[] = [];
+    for (const q of queries) {
+      for (let i = 0; i < q.ids.length; i++) {
+        const nx = q.xy[2 * i];
+        const ny = q.xy[2 * i + 1];
+        shapes.push({ type: "line", x0: q.x, y0: q.y, x1: nx, y1: ny, opacity: 0.55,
+          line: { color: q.colour, width: 1.5 } });
+        shapes.push({ type: "circle", xsizemode: "pixel", ysizemode: "pixel", xanchor: nx,
+          yanchor: ny, x0: -7, x1: 7, y0: -7, y1: 7, line: { color: q.colour, width: 2.5 } });
+      }
+      shapes.push({ type: "path", xsizemode: "pixel", ysizemode: "pixel", xanchor: q.x,
+        yanchor: q.y, path: "M 0 -11 L 11 0 L 0 11 L -11 0 Z", fillcolor: q.colour,
+        line: { color: "#fff", width: 2 } });
+      annotations.push({ x: q.x, y: q.y, yshift: 20, showarrow: false, text: escapeHtml(q.label),
+        font: { color: q.colour, size: 13 }, bgcolor: "rgba(255,255,255,0.85)" });
+    }
+    this.layout = { ...this.layout, shapes, annotations };
+    if (this.gd) await Plotly.relayout(this.el, { shapes, annotations });
+  }
+
+  resize(): void {
+    if (this.gd && this.el.isConnected) void Plotly.Plots.resize(this.el);
+  }
+
+  destroy(): void {
+    clearTimeout(this.selectTimer);
+    if (this.gd) Plotly.purge(this.el);
+    this.gd = null;
+  }
+
+  private buildTraces(codes: Uint8Array, labels: string[]): void {
+    const { x, y, kinds } = this.points;
+    const n = labels.length || 1;
+    const groups = groupByCode(kinds, codes, n);
+    const size = markerSize(x.length);
+    const base = { type: "scattergl", mode: "markers", hoverinfo: "none" };
+    this.traces = [];
+    this.traceIndex = [];
+    groups.categories.forEach((index, c) => {
+      if (!index.length) return;
+      this.traces.push({ ...base, name: labels[c] ?? "items", x: pick(x, index), y: pick(y, index),
+        marker: { size, color: CATEGORY_COLOURS[c % CATEGORY_COLOURS.length], opacity: 0.75 } });
+      this.traceIndex.push(index);
+    });
+    if (groups.text.length) {
+      this.traces.push({ ...base, name: "text items", x: pick(x, groups.text),
+        y: pick(y, groups.text), marker: { size: size + 4, symbol: "diamond", color: "#333",
+          opacity: 0.85, line: { color: "#fff", width: 1 } } });
+      this.traceIndex.push(groups.text);
+    }
+    const overlay = { type: "scattergl", mode: "markers", hoverinfo: "skip", showlegend: false,
+      x: [] as number[], y: [] as number[] };
+    this.overlays.highlight = this.traces.length;
+    this.traces.push({ ...overlay, name: "highlighted",
+      marker: { size: size + 10, symbol: "circle-open", color: "#000", line: { width: 2.5 } } });
+    this.overlays.selection = this.traces.length;
+    this.traces.push({ ...overlay, name: "selected",
+      marker: { size: size + 5, symbol: "circle-open", color: "#ff00aa", line: { width: 1.5 } } });
+    this.traceIndex.push(null, null);
+  }
+
+  private idOf(curve: number, pointNumber: number): number | null {
+    const index = this.traceIndex[curve];
+    return index ? this.points.ids[index[pointNumber]] : null;
+  }
+
+  private listen(gd: PlotlyHTMLElement): void {
+    gd.on("plotly_click", (data) => {
+      const p = data?.points?.[0];
+      const id = p ? this.idOf(p.curveNumber, p.pointNumber) : null;
+      if (id !== null) this.handlers.onClick(id);
+    });
+    gd.on("plotly_hover", (data) => {
+      const p = data?.points?.[0];
+      const id = p ? this.idOf(p.curveNumber, p.pointNumber) : null;
+      if (id !== null && data.event) this.handlers.onHover(id, data.event as MouseEvent);
+    });
+    gd.on("plotly_unhover", () => this.handlers.onUnhover());
+    // Live while dragging (debounced), then once more, final, on release.
+    gd.on("plotly_selecting", (data) => {
+      clearTimeout(this.selectTimer);
+      this.selectTimer = setTimeout(() => this.handlers.onSelect(this.covered(data), false), 250);
+    });
+    gd.on("plotly_selected", (data) => {
+      clearTimeout(this.selectTimer);
+      this.handlers.onSelect(this.covered(data), true);
+    });
+    gd.on("plotly_deselect", () => this.handlers.onSelect(new Uint32Array(0), true));
+  }
+
+  private covered(data: any): Uint32Array {
+    const { x, y, ids } = this.points;
+    if (data?.range?.x && data?.range?.y) return idsInBox(x, y, ids, data.range.x, data.range.y);
+    if (data?.lassoPoints?.x) return idsInLasso(x, y, ids, data.lassoPoints.x, data.lassoPoints.y);
+    return new Uint32Array(0);
+  }
+}

@@ -1,0 +1,68 @@
+"""``explore()``: one call from a collection, its folder or a folder of images to the map."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mclip_explorer.collection.store import MANIFEST
+
+if TYPE_CHECKING:
+    from mclip_explorer.models import Encoder
+    from mclip_explorer.widget import ExplorerWidget
+
+DEFAULT_MODEL = "clip-ViT-B-32-multilingual-v1"
+
+
+def explore(
+    collection_or_path_or_images: Any,
+    model: str | Encoder | None = None,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    **kwargs: Any,
+) -> ExplorerWidget:
+    """Show the explorer widget of a collection, building the collection first if needed.
+
+    Args:
+        collection_or_path_or_images: A :class:`Collection`; a collection folder; a folder of
+            images (built into ``out``, or reused if ``out`` already holds its collection); or
+            any other source :meth:`Collection.build` accepts (a glob, a list of paths...).
+        model: Model name or :class:`Encoder`. For a new collection it defaults to
+            ``clip-ViT-B-32-multilingual-v1``; an existing collection uses its own model.
+        out: Collection folder for a build. Default for a folder ``photos/`` is the sibling
+            ``photos.mclip/`` (never inside the image folder, whose scan would pick up the
+            thumbnails); for other sources a new temporary folder.
+        progress: Show a progress bar while building.
+        **kwargs: Widget options (``color_by``, ``k``, ``thumb_size``).
+
+    Returns:
+        The widget; display it (it is the last expression of a cell) to see the map.
+    """
+    from mclip_explorer.collection import Collection
+    from mclip_explorer.widget import ExplorerWidget
+
+    source = collection_or_path_or_images
+    if isinstance(source, Collection):
+        return ExplorerWidget(source, **kwargs)
+    if isinstance(source, (str, Path)) and (Path(source).expanduser() / MANIFEST).is_file():
+        return ExplorerWidget(Collection.open(Path(source).expanduser(), model=model), **kwargs)
+    target = Path(out).expanduser() if out is not None else default_out(source)
+    if (target / MANIFEST).is_file():
+        # Reuse: encode (and place on the existing map) only the files that are new or changed.
+        coll = Collection.open(target, model=model)
+        coll.add(source, progress=progress)
+    else:
+        coll = Collection.build(source, model=model or DEFAULT_MODEL, out=target,
+                                progress=progress)
+    return ExplorerWidget(coll, **kwargs)
+
+
+def default_out(source: Any) -> Path:
+    """Where ``explore()`` keeps the collection of a source it builds (see ``explore``)."""
+    if isinstance(source, (str, Path)) and Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser().resolve()
+        return folder.parent / f"{folder.name}.mclip"
+    return Path(tempfile.mkdtemp(prefix="mclip-explorer-"))
+

@@ -1,0 +1,310 @@
+"""Content-addressed, sharded, resumable encoding of a collection's items.
+
+Every embedding is cached under the SHA-256 of the item's content, in a folder named by the
+model fingerprint and :data:`PREPROCESS_VERSION`, so a renamed or moved file is never encoded
+twice and a rebuild after adding 10 files encodes exactly those 10. Work is flushed in shards of
+``shard_size`` items, each written atomically; a build killed at any moment redoes at most the
+shard it was in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mclip_explorer.collection import store
+from mclip_explorer.models.base import Encoder
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Bump when the decode path (images.load_image) changes in a way that alters pixels.
+PREPROCESS_VERSION = 1
+SHARD_SIZE = 256
+_TEXT_PREFIX = b"mclip-explorer text\x00"
+
+
+@dataclass
+class Hashed:
+    """Content facts of each item, aligned with the input order.
+
+    Attributes:
+        sha256: Hex digest of the content, or None where the content could not be read.
+        size: Bytes of the encoded file (None for unreadable items).
+        width: Pixel width from the image header (None if the header is unreadable).
+        height: Pixel height from the image header.
+        errors: Position -> reason for items that could not even be read.
+        data: Position -> encoded bytes of in-memory items (written to ``media/``).
+    """
+
+    sha256: list[str | None]
+    size: list[int | None]
+    width: list[int | None]
+    height: list[int | None]
+    errors: dict[int, str] = field(default_factory=dict)
+    data: dict[int, bytes] = field(default_factory=dict)
+
+
+def hash_payloads(payloads: Sequence[Any], *, progress: bool = False) -> Hashed:
+    """Read every item once: content hash, byte size and header size, never a full decode."""
+    out = Hashed([], [], [], [])
+    bar = _bar(len(payloads), "hashing", "file", progress)
+    for position, payload in enumerate(payloads):
+        data, error = _read(payload)
+        if error is not None or data is None:
+            out.sha256.append(None)
+            out.size.append(None)
+            out.width.append(None)
+            out.height.append(None)
+            out.errors[position] = error or "unreadable"
+        else:
+            out.sha256.append(hashlib.sha256(data).hexdigest())
+            out.size.append(len(data))
+            width, height = _header_size(data)
+            out.width.append(width)
+            out.height.append(height)
+            if not isinstance(payload, str):
+                out.data[position] = data
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def text_key(text: str) -> str:
+    """Cache key of a text item (prefixed so it can never equal an image file's hash)."""
+    return hashlib.sha256(_TEXT_PREFIX + text.encode("utf-8")).hexdigest()
+
+
+def _read(payload: Any) -> tuple[bytes | None, str | None]:
+    if isinstance(payload, str):
+        path = Path(payload)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, "file not found"
+        except IsADirectoryError:
+            return None, "is a folder, not an image file"
+        except OSError as exc:
+            return None, f"cannot read file: {exc.strerror or exc}"
+        return (data, None) if data else (None, "empty file (0 bytes)")
+    if isinstance(payload, bytes):
+        return (payload, None) if payload else (None, "empty bytes")
+    # A PIL image: PNG bytes make a stable, lossless content key and a file for thumbnails.
+    buffer = io.BytesIO()
+    payload.save(buffer, format="PNG")
+    return buffer.getvalue(), None
+
+
+def _header_size(data: bytes) -> tuple[int | None, int | None]:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.size[0]), int(image.size[1])
+    except Exception:  # noqa: BLE001 - any header failure just means "size unknown"
+        return None, None
+
+
+def media_name(sha256: str, data: bytes) -> str:
+    """File name under ``media/`` for an in-memory image, with its real format's extension."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            ext = (image.format or "png").lower()
+    except Exception:  # noqa: BLE001 - undecodable bytes are still kept, as .bin
+        ext = "bin"
+    return f"{sha256}.{'jpg' if ext == 'jpeg' else ext}"
+
+
+class EmbeddingCache:
+    """Embeddings (and decode failures) by content key for one model fingerprint.
+
+    Args:
+        root: The collection's ``cache/`` folder.
+        fingerprint: The encoder's fingerprint.
+        dim: Embedding size (a shard of another size is rejected as damaged).
+    """
+
+    def __init__(self, root: Path, fingerprint: str, dim: int) -> None:
+        self.folder = root / f"{fingerprint}-p{PREPROCESS_VERSION}"
+        self.dim = dim
+        self.vectors: dict[str, np.ndarray] = {}
+        self.errors: dict[str, str] = {}
+        self._load()
+
+    def _load(self) -> None:
+        store.remove_stale_temps(self.folder)
+        for shard in sorted(self.folder.glob("shard-*.npz")):
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    keys = data["keys"].astype(str)
+                    vectors = data["vectors"].astype(np.float32)
+                    errors = data["errors"].astype(str)
+            except (ValueError, OSError, KeyError, EOFError):
+                # Shards are written atomically, so this is outside damage; re-encode it.
+                shard.unlink(missing_ok=True)
+                continue
+            if vectors.shape != (len(keys), self.dim):
+                shard.unlink(missing_ok=True)
+                continue
+            for key, vector, error in zip(keys, vectors, errors, strict=True):
+                if error:
+                    self.errors[key] = error
+                else:
+                    self.vectors[key] = vector
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.vectors or key in self.errors
+
+    def add_shard(self, keys: list[str], vectors: np.ndarray, errors: list[str]) -> None:
+        """Persist one shard atomically and make it visible to lookups."""
+        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:20]
+        path = self.folder / f"shard-{digest}.npz"
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as handle:
+                np.savez(handle, keys=np.asarray(keys, dtype="S64"),
+                         vectors=vectors.astype(np.float32),
+                         errors=np.asarray(errors, dtype=str))
+
+        store.atomic_write(path, write)
+        for key, vector, error in zip(keys, vectors, errors, strict=True):
+            if error:
+                self.errors[key] = error
+            else:
+                self.vectors[key] = vector
+
+    def lookup(self, keys: Sequence[str | None]) -> tuple[np.ndarray, list[str | None]]:
+        """``(n, dim)`` float32 (NaN rows for failures) and the failure reason of each key."""
+        out = np.full((len(keys), self.dim), np.nan, dtype=np.float32)
+        reasons: list[str | None] = []
+        for row, key in enumerate(keys):
+            if key is not None and key in self.vectors:
+                out[row] = self.vectors[key]
+                reasons.append(None)
+            else:
+                reasons.append(self.errors.get(key, "not encoded") if key else "unreadable")
+        return out, reasons
+
+
+def encode_images(
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    keys: Sequence[str | None],
+    payloads: Sequence[Any],
+    *,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    shard_size: int = SHARD_SIZE,
+    progress: bool = False,
+) -> int:
+    """Encode every item whose key is not cached yet, one atomically written shard at a time.
+
+    Returns:
+        How many items were sent to the encoder (0 when everything was cached).
+    """
+    todo: dict[str, Any] = {}
+    for key, payload in zip(keys, payloads, strict=True):
+        if key is not None and key not in cache and key not in todo:
+            todo[key] = payload  # the first of several identical files stands for all
+    if not todo:
+        return 0
+    pending = list(todo.items())
+    bar = _bar(len(pending), "encoding", "img", progress)
+    try:
+        for number, start in enumerate(range(0, len(pending), shard_size), start=1):
+            chunk = pending[start:start + shard_size]
+            vectors = np.full((len(chunk), cache.dim), np.nan, dtype=np.float32)
+            reasons = [""] * len(chunk)
+            images = [payload for _, payload in chunk]
+            for batch in encoder.iter_image_batches(images, batch_size=batch_size,
+                                                    num_workers=num_workers, errors="report"):
+                vectors[batch.indices] = batch.embeddings
+                for position, reason in batch.failures.items():
+                    reasons[position] = reason
+                if bar is not None:
+                    bar.update(len(batch.indices) + len(batch.failures))
+            for row in np.flatnonzero(np.isnan(vectors[:, 0])):
+                reasons[row] = reasons[row] or "the encoder returned no embedding"
+            store.checkpoint(f"shard-encoded:{number}")
+            cache.add_shard([key for key, _ in chunk], vectors, reasons)
+            store.checkpoint(f"shard:{number}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return len(pending)
+
+
+def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], *,
+                 batch_size: int = 32, progress: bool = False) -> list[str]:
+    """Encode texts not cached yet with the text tower; return their cache keys."""
+    keys = [text_key(text) for text in texts]
+    todo = {key: text for key, text in zip(keys, texts, strict=True) if key not in cache}
+    if todo:
+        vectors = encoder.encode_text(list(todo.values()), batch_size=batch_size,
+                                      progress=progress)
+        cache.add_shard(list(todo), vectors, [""] * len(todo))
+    return keys
+
+
+def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | None,
+                   num_workers: int | None, shard_size: int,
+                   progress: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Hash, encode (cache misses only) and look up a source; returns its rows and vectors."""
+    hashed = hash_payloads(items.payloads, progress=progress)
+    store.checkpoint("hashed")
+    frame = items.frame.copy()
+    paths = list(frame["path"])
+    for position, data in hashed.data.items():  # in-memory images get a file for thumbnails
+        name = media_name(hashed.sha256[position], data)
+        target = folder / store.MEDIA_DIR / name
+        if not target.exists():
+            store.atomic_write(target, lambda tmp, d=data: tmp.write_bytes(d))
+        paths[position] = str(target)
+    cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
+    payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]
+    encode_images(encoder, cache, hashed.sha256, payloads, batch_size=batch_size or 32,
+                           num_workers=num_workers, shard_size=shard_size, progress=progress)
+    vectors, reasons = cache.lookup(hashed.sha256)
+    for position, reason in hashed.errors.items():
+        reasons[position] = reason
+    frame["path"] = paths
+    frame["kind"] = "image"
+    frame["bytes"], frame["width"], frame["height"] = hashed.size, hashed.width, hashed.height
+    frame["sha256"] = hashed.sha256
+    frame["error"] = reasons
+    return frame, vectors
+
+
+def normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
+    """Put the contract columns first, with stable dtypes; metadata columns follow."""
+    import pandas as pd
+
+    frame = frame.copy()
+    for column in store.COLUMNS:
+        if column not in frame.columns:
+            frame[column] = False if column == "deleted" else None
+    frame["deleted"] = frame["deleted"].astype(bool)
+    for column in ("bytes", "width", "height"):
+        frame[column] = pd.array(frame[column], dtype="Int64")
+    for column in ("kind", "path", "text", "lang", "title", "sha256", "error"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    rest = [c for c in frame.columns if c not in store.COLUMNS]
+    return frame[[*store.COLUMNS, *rest]].reset_index(drop=True)
+
+
+def _bar(total: int, description: str, unit: str, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True)

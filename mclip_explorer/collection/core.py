@@ -1,0 +1,436 @@
+"""The :class:`Collection`: a persistent, searchable, mapped set of encoded images and texts.
+
+The on-disk layout lives in :mod:`.store`, encoding and its cache in :mod:`.building`, query
+handling in :mod:`.search`; this module ties them together behind the public contract of
+``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mclip_explorer.collection import building, search, store
+from mclip_explorer.collection.sources import RESERVED, read_source
+from mclip_explorer.errors import CollectionError, ModelMismatchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mclip_explorer.collection.index import VectorIndex
+    from mclip_explorer.models.base import Encoder
+
+KINDS = ("image", "text")
+PLACE_K = 10  # neighbours that place a new point on the map
+MAP_NEIGHBORS = 15
+
+
+class Collection:
+    """A collection folder opened for search; create one with :meth:`build` or :meth:`open`.
+
+    Attributes:
+        path: The collection folder (absolute).
+        manifest: The parsed ``manifest.json``.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], items: pd.DataFrame,
+                 embeddings: np.ndarray, coords: np.ndarray, stretch: np.ndarray,
+                 indexes: dict[str, VectorIndex], encoder: Encoder | None = None,
+                 device: str | None = None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._items = items
+        self._embeddings = embeddings
+        self._coords = coords
+        self._stretch = stretch
+        self._indexes = indexes
+        self._encoder = encoder
+        self._device = device
+
+    # ------------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, source: Any, *, model: str | Encoder = "clip-ViT-B-32-multilingual-v1",
+              out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
+              device: str | None = None, progress: bool = True, precision: str = "float16",
+              shard_size: int = building.SHARD_SIZE, map_method: str = "auto") -> Collection:
+        """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
+
+        Rerunning the same call after a crash or a kill resumes it; rerunning it after files
+        were added encodes only those. An existing collection at ``out`` is replaced.
+
+        Args:
+            source: A folder, glob, list of paths, DataFrame with a ``path`` column or a
+                ``datasets.Dataset`` (see :mod:`mclip_explorer.collection.sources`).
+            model: Registry name or an :class:`Encoder`.
+            out: The collection folder (created; must be empty, or a collection).
+            batch_size: Images per forward pass (default 32).
+            num_workers: Decoding processes (default: the encoder's choice).
+            device: Device for a model given by name.
+            progress: Show progress bars (hashing, encoding with images/s and ETA, map).
+            precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
+            shard_size: Items per flushed cache shard: at most this much work is redone.
+            map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+        """
+        if precision not in ("float16", "float32"):
+            raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
+        store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
+        items = read_source(source)
+        encoder = _load_encoder(model, device)
+        folder = store.prepare_out(out)
+        frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
+                                                shard_size, progress)
+        frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
+        frame = building.normalise_items(frame)
+        manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
+                                      precision, building.PREPROCESS_VERSION)
+        coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
+                   np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
+        coll._embeddings = vectors
+        good = coll._live_ids("image")
+        index = coll._new_index()
+        # One thread while building: hnswlib's graph then depends only on the data, so a
+        # resumed build ends identical to an uninterrupted one.
+        index.num_threads = 1
+        index.add(good, vectors[good])
+        index.num_threads = -1
+        coll._indexes = {"image": index}
+        coords = np.full((len(frame), 2), np.nan, dtype=np.float32)
+        if len(good):
+            coords[good], params = _fit(index, vectors[good], good, map_method, progress)
+            manifest["projection"] = params
+        coll._coords = coords
+        coll._stretch = np.where(np.isnan(coords[:, 0]), np.nan, 0.0).astype(np.float32)
+        store.checkpoint("assembled")
+        coll._commit(set(store.ROLES))
+        return coll
+
+    @classmethod
+    def open(cls, path: str | Path, *, model: str | Encoder | None = None,
+             device: str | None = None) -> Collection:
+        """Open a collection folder; nothing in it is executed or unpickled.
+
+        Args:
+            path: The collection folder.
+            model: ``None`` loads the collection's own model on the first text/image query;
+                a name or Encoder is loaded now and must match the collection's fingerprint.
+            device: Device for the model.
+
+        Raises:
+            CollectionError: Missing, damaged or incompatible collection.
+            ModelMismatchError: ``model`` is not the model that encoded the collection.
+        """
+        import pandas as pd
+
+        from mclip_explorer.collection.index import VectorIndex
+
+        folder = Path(path).expanduser().resolve()
+        manifest = store.read_manifest(folder)
+        files, dim = manifest["files"], manifest["dim"]
+        try:
+            items = pd.read_parquet(folder / files["items"]["name"])
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
+            raise CollectionError(f"damaged items table in {folder}: {exc}") from None
+        missing = [c for c in store.COLUMNS if c not in items.columns]
+        if missing:
+            raise CollectionError(f"damaged items table in {folder}: missing columns {missing}")
+        n = len(items)
+        if n != manifest["counts"]["items"] or not np.array_equal(items["id"], np.arange(n)):
+            raise CollectionError(f"damaged collection {folder}: items table has {n} rows, the "
+                                  f"manifest says {manifest['counts']['items']}")
+        items["path"] = store.absolute_paths(items["path"], folder)
+        items = building.normalise_items(items)  # same dtypes as a collection fresh in memory
+        arrays = {}
+        for role, shape in (("embeddings", (n, dim)), ("coords", (n, 2)), ("stretch", (n,))):
+            arrays[role] = store.load_npy(folder / files[role]["name"], what=role)
+            if arrays[role].shape != shape:
+                raise CollectionError(f"damaged collection {folder}: {role} has shape "
+                                      f"{arrays[role].shape}, expected {shape}")
+        indexes = {}
+        for kind in KINDS:
+            entry = files.get(f"index_{kind}")
+            if entry:
+                indexes[kind] = VectorIndex.load(folder / entry["name"], manifest["index"][kind])
+        coll = cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
+            np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
+        if model is not None:
+            coll._encoder = coll._checked(_load_encoder(model, device))
+        return coll
+
+    # ---------------------------------------------------------------------------- reading
+    @property
+    def model_name(self) -> str:
+        """Name of the model that encoded the collection."""
+        return str(self.manifest["model"]["name"])
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return int(self.manifest["dim"])
+
+    @property
+    def encoder(self) -> Encoder:
+        """The collection's encoder, loaded (and fingerprint-checked) on first use."""
+        if self._encoder is None:
+            self._encoder = self._checked(_load_encoder(self.model_name, self._device))
+        return self._encoder
+
+    @property
+    def items(self) -> pd.DataFrame:
+        """One row per item, row position == id (a copy: edit through add/remove)."""
+        return self._items.copy()
+
+    @property
+    def coords(self) -> np.ndarray:
+        """``(N, 2)`` float32 map positions (NaN for failed and removed items); read-only."""
+        view = self._coords.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def stretch(self) -> np.ndarray:
+        """``(N,)`` placement stretch: 0 for items laid out by the fit, NaN where unplaced."""
+        view = self._stretch.view()
+        view.flags.writeable = False
+        return view
+
+    def vectors(self, kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
+        """Ids and float32 embeddings of the live, successfully encoded items of ``kind``."""
+        ids = self._live_ids(kind)
+        return ids, self._embeddings[ids].astype(np.float32)
+
+    def encode_query(self, query: Any) -> np.ndarray:
+        """Embed a query (or a list of them) as ``(n, dim)`` unit rows; see :meth:`search`."""
+        queries = list(query) if search.is_batch(query) else [query]
+        kinds = [search.classify(q) for q in queries]
+        return search.encode_queries(queries, kinds, encoder=lambda: self.encoder,
+                                     vector_of_id=self._vector_of_id, dim=self.dim)
+
+    def search(self, query: Any, k: int = 10, *, ef: int | None = None, where: Any = None,
+               kind: str = "image") -> pd.DataFrame:
+        """Find the ``k`` items of ``kind`` closest to the query.
+
+        Args:
+            query: Text in any language; an image (``Path``, a ``str`` naming an existing image
+                file, bytes or PIL); an item id; a vector; or a list of these (one batch, and
+                the result gains a ``query`` column).
+            k: Hits per query.
+            ef: hnswlib search breadth (default: the manifest's).
+            where: Metadata filter (see :func:`mclip_explorer.collection.search.where_mask`).
+            kind: ``"image"`` or ``"text"`` items.
+
+        Returns:
+            Columns ``(query,) rank, id, path, score, x, y`` then metadata, best first.
+        """
+        index = self._index(kind)
+        batch = search.is_batch(query)
+        queries = list(query) if batch else [query]
+        if not queries:
+            raise ValueError("empty list of queries")
+        kinds = [search.classify(q) for q in queries]
+        vectors = search.encode_queries(queries, kinds, encoder=lambda: self.encoder,
+                                        vector_of_id=self._vector_of_id, dim=self.dim)
+        allowed = None
+        if where is not None:
+            mask = search.where_mask(self._items, where)
+            allowed = self._live_ids(kind)[mask[self._live_ids(kind)]]
+        ids, scores = index.query(vectors, k, ef=ef, allowed_ids=allowed)
+        labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
+                                                                       strict=True))]
+        return search.result_frame(self._items, self._coords, ids, scores,
+                                   labels if batch else None, kind)
+
+    def place(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map positions and stretch of new vectors, from their nearest images (no refit)."""
+        from mclip_explorer.collection.projection import place
+
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        ids, sims = self._index("image").query(vectors, PLACE_K)
+        return place(ids, sims, self._coords, scale=self.manifest["projection"].get("scale"))
+
+    def index_recall(self, sample: int = 1000, k: int = 10, *, kind: str = "image") -> float:
+        """Recall@k of the index against exact search on ``sample`` of the collection's items."""
+        _, vectors = self.vectors(kind)
+        return self._index(kind).exact_recall(vectors, sample, k)
+
+    # ---------------------------------------------------------------------------- growing
+    def add(self, source: Any, *, batch_size: int | None = None, num_workers: int | None = None,
+            progress: bool = True) -> np.ndarray:
+        """Encode only the new items of ``source``, index them and place them on the map.
+
+        A file already in the collection under the same path with the same content is skipped;
+        one whose content changed replaces the old item (which is removed).
+
+        Returns:
+            The ids of the added items.
+        """
+        items = read_source(source)
+        known = self._items[(self._items["kind"] == "image") & ~self._items["deleted"]]
+        known_sha = dict(zip(known["path"], known["sha256"], strict=True))
+        frame, vectors = building.encode_source(self.path, items, self.encoder, batch_size,
+                                                num_workers, building.SHARD_SIZE, progress)
+        same = np.array([p is not None and known_sha.get(p) == s
+                         for p, s in zip(frame["path"], frame["sha256"], strict=True)], dtype=bool)
+        replaced = known.index[known["path"].isin(frame["path"][~same].dropna())].to_numpy()
+        return self._append(frame[~same].reset_index(drop=True), vectors[~same], replaced)
+
+    def add_texts(self, texts: str | Sequence[str], lang: str | Sequence[str | None] | None = None,
+                  **metadata: Any) -> np.ndarray:
+        """Add captions or labels as text items, in their own index, placed on the same map.
+
+        Args:
+            texts: One text or a list of texts (any language).
+            lang: One language code for all, or one per text.
+            **metadata: Metadata columns: one value for all texts, or one per text.
+
+        Returns:
+            The ids of the new text items.
+        """
+        import pandas as pd
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts must be a non-empty string or list of strings")
+        columns = {"lang": lang, **metadata}
+        clashes = [c for c in metadata if c in RESERVED]
+        if clashes:
+            raise ValueError(f"metadata names {clashes} clash with collection columns")
+        frame = pd.DataFrame({"kind": "text", "path": None, "text": texts}, index=range(len(texts)))
+        for name, value in columns.items():
+            if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+                if len(value) != len(texts):
+                    raise ValueError(f"{name} has {len(value)} values for {len(texts)} texts")
+                frame[name] = list(value)
+            else:
+                frame[name] = value
+        cache = self._cache()
+        keys = building.encode_texts(self.encoder, cache, texts)
+        frame["sha256"] = keys
+        vectors, _ = cache.lookup(keys)
+        return self._append(frame, vectors, np.empty(0, np.int64))
+
+    def remove(self, ids: int | Sequence[int] | np.ndarray) -> None:
+        """Mark items deleted: they leave the indexes and the map, their ids stay reserved."""
+        ids = np.unique(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
+        bad = ids[(ids < 0) | (ids >= len(self._items))]
+        if len(bad):
+            raise KeyError(f"no items with id(s) {bad[:5].tolist()} (collection has "
+                           f"{len(self._items)} items)")
+        self._remove(ids)
+        self._commit({"items", "coords", "stretch", "index_image", "index_text"})
+
+    # ---------------------------------------------------------------------------- helpers
+    def _append(self, frame: pd.DataFrame, vectors: np.ndarray, replaced: np.ndarray) -> np.ndarray:
+        import pandas as pd
+
+        start = len(self._items)
+        frame.insert(0, "id", np.arange(start, start + len(frame), dtype=np.int64))
+        frame = building.normalise_items(frame)
+        if len(replaced):
+            self._remove(replaced)
+        new_ids = frame["id"].to_numpy()
+        good = ~np.isnan(vectors).any(axis=1) if len(vectors) else np.zeros(0, bool)
+        xy = np.full((len(frame), 2), np.nan, np.float32)
+        stretch = np.full(len(frame), np.nan, np.float32)
+        if good.any() and len(self._index("image")):
+            xy[good], stretch[good] = self.place(vectors[good])
+        for kind in KINDS:
+            sel = good & (frame["kind"] == kind).to_numpy()
+            if sel.any():
+                self._indexes.setdefault(kind, self._new_index()).add(new_ids[sel], vectors[sel])
+        self._items = pd.concat([self._items, frame], ignore_index=True)
+        self._embeddings = np.concatenate([self._embeddings, vectors.astype(
+            self._embeddings.dtype)])
+        self._coords = np.concatenate([self._coords, xy])
+        self._stretch = np.concatenate([self._stretch, stretch])
+        self._commit(set(store.ROLES))
+        return new_ids
+
+    def _remove(self, ids: np.ndarray) -> None:
+        self._items.loc[ids, "deleted"] = True
+        for index in self._indexes.values():
+            present = ids[np.isin(ids, index.ids)]
+            if len(present):
+                index.mark_deleted(present)
+        self._coords[ids] = np.nan
+        self._stretch[ids] = np.nan
+
+    def _commit(self, roles: set[str]) -> None:
+        """Write the changed roles as a new generation and switch the manifest to it."""
+        self._embeddings = store.write_generation(
+            self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
+            coords=self._coords, stretch=self._stretch, indexes=self._indexes)
+
+    def _live_ids(self, kind: str) -> np.ndarray:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        items = self._items
+        mask = (items["kind"] == kind) & ~items["deleted"] & items["error"].isna()
+        return items["id"].to_numpy()[mask.to_numpy()]
+
+    def _index(self, kind: str) -> VectorIndex:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if kind not in self._indexes:
+            hint = " (add some with add_texts)" if kind == "text" else ""
+            raise CollectionError(f"collection {self.path} has no {kind} items{hint}")
+        return self._indexes[kind]
+
+    def _new_index(self) -> VectorIndex:
+        from mclip_explorer.collection.index import VectorIndex
+
+        return VectorIndex(self.dim)
+
+    def _vector_of_id(self, item_id: int) -> np.ndarray:
+        if not 0 <= item_id < len(self._items):
+            raise KeyError(f"no item with id {item_id} (collection has {len(self._items)} items)")
+        row = self._items.iloc[item_id]
+        if row["deleted"] or isinstance(row["error"], str):
+            raise ValueError(f"item {item_id} has no embedding (removed or failed)")
+        return self._embeddings[item_id].astype(np.float32)
+
+    def _cache(self) -> building.EmbeddingCache:
+        return building.EmbeddingCache(self.path / store.CACHE_DIR, self.manifest["model"][
+            "fingerprint"], self.dim)
+
+    def _checked(self, encoder: Encoder) -> Encoder:
+        expected = self.manifest["model"]["fingerprint"]
+        if encoder.fingerprint != expected or encoder.dim != self.dim:
+            raise ModelMismatchError(
+                f"collection {self.path} was encoded with {self.model_name!r} (fingerprint "
+                f"{expected}, dim {self.dim}); the model given is {encoder.name!r} (fingerprint "
+                f"{encoder.fingerprint}, dim {encoder.dim}). Open it with its own model."
+            )
+        return encoder
+
+    def __repr__(self) -> str:
+        counts = self.manifest["counts"]
+        return (f"Collection({str(self.path)!r}, model={self.model_name!r}, "
+                f"images={counts.get('images')}, texts={counts.get('texts')}, "
+                f"live={counts.get('live')})")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# -------------------------------------------------------------------------------- functions
+def _load_encoder(model: str | Encoder, device: str | None) -> Encoder:
+    from mclip_explorer.models import Encoder, load_model
+
+    if isinstance(model, Encoder):
+        return model
+    if not isinstance(model, (str, Path)):
+        raise TypeError(f"model must be a model name or an Encoder, got {type(model).__name__}")
+    return load_model(str(model), device=device)
+
+
+def _fit(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, method: str,
+         progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    from mclip_explorer.collection.projection import fit_map
+
+    knn = index.knn_graph(min(MAP_NEIGHBORS + 1, len(ids))) if len(ids) > MAP_NEIGHBORS else None
+    coords, params = fit_map(vectors, knn=knn, ids=ids, method=method,  # type: ignore[arg-type]
+                             random_state=0, n_neighbors=MAP_NEIGHBORS, progress=progress)
+    return coords, params

@@ -1,0 +1,484 @@
+"""Approximate nearest-neighbour search over unit vectors: a thin, validated hnswlib wrapper.
+
+hnswlib's inner-product space on L2-normalised vectors gives cosine similarity (``score = 1 -
+distance``). hnswlib stores neither ``space``, ``dim`` nor ``ef`` in its file, so they travel in
+:attr:`VectorIndex.params` (the collection manifest) and :meth:`VectorIndex.load` checks the file
+against them before hnswlib reads a byte of it. Deleted items stay in the file, flagged; their ids
+are read back from those flags, so the index file alone says which ids are live.
+
+Filtered search (``allowed_ids``, the collection's metadata ``where``) picks its strategy by the
+share of live items allowed (measured in ``bench/collection.py``; see docs/benchmarks.md):
+a selective filter is answered exactly by brute force over the allowed vectors, a broad one by
+over-fetching from the graph and dropping what is not allowed, widening until ``k`` are found.
+hnswlib's own filter callback is not used: it calls back into Python for every visited node.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mclip_explorer.errors import CollectionError
+
+SPACE = "ip"
+# Below this many allowed items a filtered query is answered exactly by a matrix product.
+BRUTE_FORCE_MAX = 20_000
+_GROWTH = 1.5  # capacity factor on resize: amortises the copy hnswlib makes when growing
+_HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
+_NORM_TOLERANCE = 1e-2  # float16-stored embeddings come back with |norm - 1| around 1e-3
+_CHUNK = 8192  # rows per batch when sweeping the whole index (bounds temporary memory)
+
+
+class VectorIndex:
+    """An hnswlib HNSW index of L2-normalised float32 vectors keyed by non-negative int64 ids.
+
+    Args:
+        dim: Vector size.
+        M: Graph degree (hnswlib ``M``); memory and build time grow with it.
+        ef_construction: Candidate list size while building; higher gives a better graph.
+        ef: Candidate list size while searching (raised to ``k`` when a query asks for more).
+        random_seed: Seed of hnswlib's level generator, for reproducible graphs.
+        num_threads: Threads for batch adds and batch queries (-1: all cores).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        M: int = 16,  # noqa: N803  (hnswlib's own name)
+        ef_construction: int = 200,
+        ef: int = 64,
+        random_seed: int = 100,
+        num_threads: int = -1,
+    ) -> None:
+        for name, value in (("dim", dim), ("M", M), ("ef_construction", ef_construction),
+                            ("ef", ef)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if M < 2:
+            raise ValueError(f"M must be at least 2, got {M}")
+        self.dim = int(dim)
+        self.M = int(M)
+        self.ef_construction = int(ef_construction)
+        self.ef = int(ef)
+        self.random_seed = int(random_seed)
+        self.num_threads = int(num_threads)
+        self._lock = threading.RLock()  # add_items is not thread-safe with knn_query
+        self._labels = np.empty(0, dtype=np.int64)  # every stored id, sorted
+        self._dead = np.empty(0, dtype=bool)  # aligned with _labels
+        self._index = self._new_hnsw(capacity=1024)
+
+    def _new_hnsw(self, capacity: int) -> Any:
+        import hnswlib
+
+        index = hnswlib.Index(space=SPACE, dim=self.dim)
+        index.init_index(max_elements=capacity, M=self.M, ef_construction=self.ef_construction,
+                         random_seed=self.random_seed)
+        index.set_ef(self.ef)
+        return index
+
+    # --------------------------------------------------------------------------- properties
+    @property
+    def params(self) -> dict[str, Any]:
+        """JSON-able parameters for the manifest; :meth:`load` needs them back."""
+        return {
+            "space": SPACE,
+            "dim": self.dim,
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "ef": self.ef,
+            "random_seed": self.random_seed,
+            "count": len(self._labels),
+            "live": len(self),
+            "hnswlib": _hnswlib_version(),
+        }
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Live ids, ascending (int64)."""
+        return self._labels[~self._dead]
+
+    def __len__(self) -> int:
+        return int(len(self._dead) - np.count_nonzero(self._dead))
+
+    def __contains__(self, item_id: object) -> bool:
+        if not isinstance(item_id, (int, np.integer)):
+            return False
+        pos = int(np.searchsorted(self._labels, item_id))
+        return pos < len(self._labels) and self._labels[pos] == item_id and not self._dead[pos]
+
+    def __repr__(self) -> str:
+        return f"VectorIndex(dim={self.dim}, M={self.M}, ef={self.ef}, live={len(self)})"
+
+    # ------------------------------------------------------------------------------ writing
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under new ids, growing the index as needed.
+
+        Args:
+            ids: ``(n,)`` distinct non-negative integers not yet in the index (live or deleted).
+            vectors: ``(n, dim)`` float32 rows of unit length.
+
+        Raises:
+            ValueError: Bad shapes, repeated or already-present ids, non-finite or non-unit rows.
+        """
+        ids = _as_ids(ids, "ids")
+        vectors = self._check_vectors(vectors, "vectors")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(ids) == 0:
+            return
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("ids contains repeated values")
+        with self._lock:
+            present = np.isin(ids, self._labels)
+            if present.any():
+                shown = ", ".join(str(i) for i in ids[present][:5])
+                raise ValueError(f"ids already in the index (ids are never reused): {shown}")
+            needed = len(self._labels) + len(ids)
+            if needed > self._index.get_max_elements():
+                self._index.resize_index(max(needed, int(self._index.get_max_elements() * _GROWTH)))
+            self._index.add_items(vectors, ids, num_threads=self.num_threads)
+            labels = np.concatenate([self._labels, ids])
+            order = np.argsort(labels, kind="stable")
+            self._labels = labels[order]
+            self._dead = np.concatenate([self._dead, np.zeros(len(ids), dtype=bool)])[order]
+
+    def mark_deleted(self, ids: np.ndarray) -> None:
+        """Hide ids from every later query; already-deleted ids are ignored.
+
+        Raises:
+            KeyError: An id that was never added.
+        """
+        ids = np.unique(_as_ids(ids, "ids"))
+        with self._lock:
+            pos = np.searchsorted(self._labels, ids)
+            found = np.isin(ids, self._labels, assume_unique=True)
+            if not found.all():
+                shown = ", ".join(str(i) for i in ids[~found][:5])
+                raise KeyError(f"ids not in the index: {shown}")
+            for item_id, p in zip(ids.tolist(), pos.tolist(), strict=True):
+                if not self._dead[p]:
+                    self._index.mark_deleted(item_id)
+                    self._dead[p] = True
+
+    # ------------------------------------------------------------------------------ reading
+    def get_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of live ids, ``(n, dim)``."""
+        ids = _as_ids(ids, "ids")
+        if len(ids) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        with self._lock:
+            try:
+                out = self._index.get_items(ids, return_type="numpy")
+            except RuntimeError as error:
+                raise KeyError(f"some ids are not live in the index: {error}") from None
+        return np.asarray(out, dtype=np.float32).reshape(len(ids), self.dim)
+
+    def query(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        allowed_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Find the ``k`` most similar live items of each query vector.
+
+        Args:
+            vectors: ``(n, dim)`` or ``(dim,)`` unit query vectors.
+            k: Neighbours per query.
+            ef: Search breadth for this call (default: the index's ``ef``; raised to ``k``).
+            allowed_ids: Only these ids may be returned (a metadata filter); ids that are not
+                live are ignored.
+
+        Returns:
+            ``(ids, scores)``: int64 ``(n, k)`` and float32 ``(n, k)`` cosine similarities,
+            best first; rows are padded with id -1 and score NaN when fewer than ``k`` match.
+        """
+        vectors = self._check_vectors(vectors, "query vectors")
+        k = _check_k(k)
+        ef = self.ef if ef is None else _check_k(ef, "ef")
+        n = len(vectors)
+        out_ids = np.full((n, k), -1, dtype=np.int64)
+        out_scores = np.full((n, k), np.nan, dtype=np.float32)
+        if n == 0:
+            return out_ids, out_scores
+        with self._lock:
+            if allowed_ids is None:
+                kk = min(k, len(self))
+                if kk:
+                    got_ids, got_scores = self._knn(vectors, kk, max(ef, kk))
+                    out_ids[:, :kk], out_scores[:, :kk] = got_ids, got_scores
+                return out_ids, out_scores
+            allowed = np.unique(_as_ids(allowed_ids, "allowed_ids"))
+            allowed = allowed[np.isin(allowed, self.ids, assume_unique=True)]
+            if len(allowed) == 0:
+                return out_ids, out_scores
+            if len(allowed) <= BRUTE_FORCE_MAX:
+                return self._brute(vectors, k, allowed, out_ids, out_scores)
+            return self._overfetch(vectors, k, ef, allowed, out_ids, out_scores)
+
+    def _knn(self, vectors: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """Run an hnswlib query for exactly ``k <= len(self)`` results; caller holds the lock."""
+        self._index.set_ef(ef)
+        try:
+            # One query is fastest on one thread; batches share the cores.
+            threads = 1 if len(vectors) == 1 else self.num_threads
+            labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads)
+        finally:
+            self._index.set_ef(self.ef)
+        return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+    def _brute(self, vectors: np.ndarray, k: int, allowed: np.ndarray, out_ids: np.ndarray,
+               out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the allowed vectors only (selective filters)."""
+        base = np.asarray(self._index.get_items(allowed, return_type="numpy"), dtype=np.float32)
+        kk = min(k, len(allowed))
+        ids, scores = _topk(vectors @ base.T, kk)
+        out_ids[:, :kk], out_scores[:, :kk] = allowed[ids], scores
+        return out_ids, out_scores
+
+    def _overfetch(self, vectors: np.ndarray, k: int, ef: int, allowed: np.ndarray,
+                   out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Graph search for more than ``k`` and drop what is not allowed (broad filters)."""
+        live = len(self)
+        share = len(allowed) / live
+        fetch = min(live, max(2 * k, math.ceil(2 * k / share)))
+        todo = np.arange(len(vectors))
+        while len(todo):
+            labels, scores = self._knn(vectors[todo], fetch, max(ef, fetch))
+            keep = np.isin(labels, allowed)
+            filled = keep.sum(axis=1)
+            done = (filled >= k) | (fetch >= live)
+            for row in np.flatnonzero(done):
+                sel = np.flatnonzero(keep[row])[:k]
+                out_ids[todo[row], :len(sel)] = labels[row, sel]
+                out_scores[todo[row], :len(sel)] = scores[row, sel]
+            todo = todo[~done]
+            fetch = min(live, fetch * 4)
+        return out_ids, out_scores
+
+    def knn_graph(self, k: int, *, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest neighbours of every live item, itself first.
+
+        Args:
+            k: Neighbours per item, the item itself included.
+            ef: Search breadth (default: ``max(index ef, k + 1)``).
+
+        Returns:
+            ``(ids, sims)``: int64 ``(N, k)`` neighbour ids and float32 ``(N, k)`` similarities,
+            rows in the order of :attr:`ids`; padded with -1 / NaN when ``k > N``.
+        """
+        k = _check_k(k)
+        with self._lock:
+            live = self.ids
+            n = len(live)
+            out_ids = np.full((n, k), -1, dtype=np.int64)
+            out_sims = np.full((n, k), np.nan, dtype=np.float32)
+            kk = min(k + 1, n)  # one extra: the item itself may come back anywhere or not at all
+            search_ef = max(self.ef if ef is None else _check_k(ef, "ef"), kk)
+            for start in range(0, n, _CHUNK):
+                rows = live[start:start + _CHUNK]
+                vecs = self.get_vectors(rows)
+                labels, sims = self._knn(vecs, kk, search_ef) if kk else (None, None)
+                out_ids[start:start + len(rows), 0] = rows
+                out_sims[start:start + len(rows), 0] = 1.0
+                if labels is None or k == 1:
+                    continue
+                others = labels != rows[:, None]
+                # Stable argsort of "is self" moves the item's own entry to the end of its row.
+                order = np.argsort(~others, axis=1, kind="stable")[:, : min(k - 1, n - 1)]
+                width = order.shape[1]
+                out_ids[start:start + len(rows), 1:1 + width] = np.take_along_axis(
+                    labels, order, axis=1)
+                out_sims[start:start + len(rows), 1:1 + width] = np.take_along_axis(
+                    sims, order, axis=1)
+        return out_ids, out_sims
+
+    def exact_recall(
+        self, vectors: np.ndarray, sample: int = 1000, k: int = 10, *, ef: int | None = None,
+        seed: int = 0,
+    ) -> float:
+        """Recall@k of the graph search against exact search, on a sample of query vectors.
+
+        Args:
+            vectors: Candidate query vectors (typically the collection's own embeddings).
+            sample: How many of them to use (a seeded random subset when there are more).
+            k: Neighbours compared per query.
+            ef: Search breadth to evaluate (default: the index's ``ef``).
+            seed: Seed of the sample.
+
+        Returns:
+            Mean share of the exact top-``k`` ids that the graph search returned.
+        """
+        vectors = self._check_vectors(vectors, "vectors")
+        k = _check_k(k)
+        if len(self) == 0 or len(vectors) == 0:
+            raise ValueError("recall needs a non-empty index and at least one query vector")
+        if len(vectors) > sample:
+            pick = np.random.default_rng(seed).choice(len(vectors), sample, replace=False)
+            vectors = vectors[np.sort(pick)]
+        kk = min(k, len(self))
+        got, _ = self.query(vectors, kk, ef=ef)
+        with self._lock:
+            live = self.ids
+            best_ids = np.empty((len(vectors), 0), dtype=np.int64)
+            best_sims = np.empty((len(vectors), 0), dtype=np.float32)
+            for start in range(0, len(live), _CHUNK * 4):
+                rows = live[start:start + _CHUNK * 4]
+                sims = vectors @ self.get_vectors(rows).T
+                cand_sims = np.concatenate([best_sims, sims], axis=1)
+                cand_ids = np.concatenate([best_ids, np.broadcast_to(rows, sims.shape)], axis=1)
+                top, best_sims = _topk(cand_sims, min(kk, cand_sims.shape[1]))
+                best_ids = np.take_along_axis(cand_ids, top, axis=1)
+        hits = sum(len(np.intersect1d(a, b)) for a, b in zip(got, best_ids, strict=True))
+        return hits / (len(vectors) * kk)
+
+    # ------------------------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index file atomically (temporary file in the same folder, then rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            with self._lock:
+                self._index.save_index(tmp)
+            with open(tmp, "rb+") as handle:  # noqa: PTH123  (need the fd for fsync)
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], params: dict[str, Any]) -> VectorIndex:
+        """Open an index file written by :meth:`save`, checked against its manifest ``params``.
+
+        Raises:
+            CollectionError: The file is missing, truncated, or does not match ``params``.
+        """
+        path = Path(path)
+        try:
+            dim, m, ef_c, ef = (int(params[key]) for key in ("dim", "M", "ef_construction", "ef"))
+            count = int(params["count"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CollectionError(f"index parameters in the manifest are incomplete: {error}"
+                                  ) from None
+        if params.get("space", SPACE) != SPACE:
+            raise CollectionError(f"index space {params.get('space')!r} is not supported "
+                                  f"(expected {SPACE!r})")
+        if not path.is_file():
+            raise CollectionError(f"index file is missing: {path}")
+        labels, dead = _read_layout(path, dim=dim, m=m, count=count)
+        self = cls(dim, M=m, ef_construction=ef_c, ef=ef,
+                   random_seed=int(params.get("random_seed", 100)))
+        import hnswlib
+
+        index = hnswlib.Index(space=SPACE, dim=dim)
+        try:
+            index.load_index(str(path), max_elements=max(count, 1))
+        except (RuntimeError, MemoryError) as error:
+            raise CollectionError(f"index file {path} cannot be read: {error}") from None
+        index.set_ef(ef)
+        order = np.argsort(labels, kind="stable")
+        self._index, self._labels, self._dead = index, labels[order], dead[order]
+        if "live" in params and int(params["live"]) != len(self):
+            raise CollectionError(f"index file {path} holds {len(self)} live items, the manifest "
+                                  f"says {params['live']}")
+        return self
+
+    # ------------------------------------------------------------------------------ helpers
+    def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        arr = np.asarray(vectors)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"{what} must have shape (n, {self.dim}), got {np.shape(vectors)}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"{what} must be floating point, got {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        norms = np.linalg.norm(arr, axis=1)
+        bad = ~np.isfinite(norms) | (np.abs(norms - 1.0) > _NORM_TOLERANCE)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{what} must be finite unit vectors (L2-normalised); row {row} has "
+                             f"norm {norms[row]:.4g} ({int(bad.sum())} bad rows)")
+        # Within tolerance, renormalise so that scores stay in [-1, 1].
+        return arr / norms[:, None]
+
+
+def _as_ids(ids: np.ndarray, what: str) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(ids))
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{what} must be integers, got {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{what} must be non-negative, got {int(arr.min())}")
+    return arr
+
+
+def _check_k(k: int, what: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{what} must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column positions and values of the ``k`` largest entries of each row, best first."""
+    if k < sims.shape[1]:
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
+    vals = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def _hnswlib_version() -> str:
+    try:
+        return importlib.metadata.version("hnswlib")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _read_layout(path: Path, *, dim: int, m: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Check an hnswlib 0.8 file against the manifest; return its labels and deleted flags.
+
+    hnswlib itself trusts the file: a wrong ``dim`` or a truncated file reads garbage or
+    crashes, so the header and the sizes are checked here first.
+    """
+    size = path.stat().st_size
+    if size < _HEADER_BYTES:
+        raise CollectionError(f"index file {path} is truncated ({size} bytes)")
+    header = np.fromfile(path, dtype=np.uint8, count=_HEADER_BYTES)
+    sizes = header[:48].view(np.uint64)  # offsetLevel0, max_elements, count, per_element,
+    stored, per_element, label_offset = int(sizes[2]), int(sizes[3]), int(sizes[4])
+    file_m = int(header[72:80].view(np.uint64)[0])  # label_offset, offsetData
+    links0 = (2 * m) * 4 + 4  # level-0 neighbour list: count word + 2M uint32 ids
+    if file_m != m or per_element != links0 + 4 * dim + 8:
+        found = (per_element - 8 - (2 * file_m * 4 + 4)) // 4
+        raise CollectionError(f"index file {path} does not match the manifest: it holds "
+                              f"dim={found}, M={file_m}; the manifest says dim={dim}, M={m}")
+    if stored != count:
+        raise CollectionError(f"index file {path} holds {stored} items, the manifest says "
+                              f"{count}")
+    minimum = _HEADER_BYTES + stored * (per_element + 4)
+    if size < minimum:
+        raise CollectionError(f"index file {path} is truncated ({size} of at least {minimum} "
+                              "bytes)")
+    level0 = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER_BYTES,
+                       shape=(stored, per_element))
+    # Byte 2 of each element's level-0 header carries hnswlib's DELETE_MARK (0x01).
+    dead = (np.asarray(level0[:, 2]) & 1).astype(bool)
+    labels = np.ascontiguousarray(level0[:, label_offset:label_offset + 8]).view(np.int64)[:, 0]
+    del level0
+    return labels.copy(), dead

@@ -1,0 +1,181 @@
+"""Query parsing, metadata filters and result tables for :meth:`Collection.search`.
+
+A query is text (``str``), an image (``pathlib.Path``, a ``str`` naming an existing image file,
+encoded ``bytes`` or a PIL image), an item id (``int``) or a vector (1-D array of ``dim``). A
+list of queries is one batch: texts go through the text tower together, images together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mclip_explorer.images import is_image_path
+from mclip_explorer.models.base import normalize
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mclip_explorer.models.base import Encoder
+
+# Item columns that are bookkeeping, not something to show next to a search hit.
+INTERNAL = ("id", "kind", "path", "bytes", "width", "height", "sha256", "error", "deleted")
+
+
+def is_batch(query: Any) -> bool:
+    """Whether ``query`` is a list of queries rather than one (a 2-D array is a batch too)."""
+    if isinstance(query, np.ndarray):
+        return query.ndim == 2
+    return isinstance(query, (list, tuple))
+
+
+def classify(query: Any) -> str:
+    """``"text"``, ``"image"``, ``"id"`` or ``"vector"``; raises TypeError for anything else."""
+    from PIL import Image
+
+    if isinstance(query, (bool, np.bool_)):
+        raise TypeError("a query cannot be a bool")
+    if isinstance(query, (int, np.integer)):
+        return "id"
+    if isinstance(query, str):
+        path = Path(query).expanduser()
+        # A string is text unless it names an image file that exists ("cat.jpg" stays text
+        # when there is no such file).
+        if len(query) < 4096 and is_image_path(path) and path.is_file():
+            return "image"
+        return "text"
+    if isinstance(query, (Path, bytes, bytearray, memoryview, Image.Image)):
+        return "image"
+    if isinstance(query, np.ndarray) and query.ndim == 1:
+        return "vector"
+    raise TypeError(
+        f"unsupported query type {type(query).__name__}: give text, an image (path, PIL, bytes), "
+        "an item id or a 1-D vector"
+    )
+
+
+def label(query: Any, kind: str, position: int) -> str:
+    """A short printable name of a query for the ``query`` column of batch results."""
+    if kind == "text":
+        return str(query)
+    if kind == "id":
+        return f"id {int(query)}"
+    if kind == "image" and isinstance(query, (str, Path)):
+        return str(query)
+    return f"{kind} #{position}"
+
+
+def encode_queries(
+    queries: list[Any],
+    kinds: list[str],
+    *,
+    encoder: Callable[[], Encoder],
+    vector_of_id: Callable[[int], np.ndarray],
+    dim: int,
+) -> np.ndarray:
+    """Encode a batch of classified queries into ``(n, dim)`` unit float32 rows."""
+    out = np.empty((len(queries), dim), dtype=np.float32)
+    texts = [i for i, kind in enumerate(kinds) if kind == "text"]
+    images = [i for i, kind in enumerate(kinds) if kind == "image"]
+    if texts:
+        out[texts] = encoder().encode_text([queries[i] for i in texts])
+    if images:
+        inputs = [str(Path(queries[i]).expanduser()) if isinstance(queries[i], (str, Path))
+                  else queries[i] for i in images]
+        out[images] = encoder().encode_images(inputs, errors="raise")
+    for i, kind in enumerate(kinds):
+        if kind == "id":
+            out[i] = vector_of_id(int(queries[i]))
+        elif kind == "vector":
+            vector = np.asarray(queries[i], dtype=np.float32)
+            if vector.shape != (dim,):
+                raise ValueError(f"query vector must have shape ({dim},), got {vector.shape}")
+            if not np.isfinite(vector).all() or not np.any(vector):
+                raise ValueError("query vector must be finite and non-zero")
+            out[i] = normalize(vector[None, :])[0]
+    return out
+
+
+def where_mask(items: pd.DataFrame, where: Any) -> np.ndarray:
+    """Boolean mask over ``items`` rows for a ``where`` filter.
+
+    Args:
+        items: The collection's items table.
+        where: ``None``; a dict ``{column: value | list of values | callable(Series) -> mask}``;
+            a callable ``items -> mask``; a pandas ``DataFrame.query`` string; or a boolean
+            array/Series with one entry per item.
+
+    Raises:
+        KeyError: A dict key that is not a column (the message lists the columns).
+        ValueError: A mask of the wrong length or type.
+    """
+    import pandas as pd
+
+    n = len(items)
+    if where is None:
+        return np.ones(n, dtype=bool)
+    if isinstance(where, Mapping):
+        mask = np.ones(n, dtype=bool)
+        for column, condition in where.items():
+            if column not in items.columns:
+                raise KeyError(f"where: no column {column!r}; columns are "
+                               f"{', '.join(map(str, items.columns))}")
+            values = items[column]
+            if callable(condition):
+                part = condition(values)
+            elif isinstance(condition, (list, tuple, set, frozenset, np.ndarray, pd.Series)):
+                part = values.isin(list(condition))
+            else:
+                part = values == condition
+            mask &= _as_mask(part, n, f"where[{column!r}]")
+        return mask
+    if isinstance(where, str):
+        try:
+            selected = items.query(where)
+        except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
+            raise ValueError(f"where: cannot evaluate {where!r}: {exc}") from None
+        return items.index.isin(selected.index)
+    if callable(where):
+        return _as_mask(where(items), n, "where(items)")
+    return _as_mask(where, n, "where")
+
+
+def _as_mask(value: Any, n: int, what: str) -> np.ndarray:
+    mask = np.asarray(value)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise ValueError(f"{what} must give one bool per item ({n}), got {mask.dtype} "
+                         f"{mask.shape}")
+    return mask.copy()
+
+
+def result_frame(
+    items: pd.DataFrame,
+    coords: np.ndarray,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    labels: list[str] | None,
+    kind: str,
+) -> pd.DataFrame:
+    """Hits as a table: (query,) rank, id, path, score, x, y, then the items' metadata."""
+    import pandas as pd
+
+    query_rows, rank_cols = np.nonzero(ids >= 0)
+    hit_ids = ids[query_rows, rank_cols]
+    frame = pd.DataFrame({
+        "rank": (rank_cols + 1).astype(np.int64),
+        "id": hit_ids.astype(np.int64),
+        "path": items["path"].to_numpy()[hit_ids],
+        "score": scores[query_rows, rank_cols].astype(np.float32),
+        "x": coords[hit_ids, 0] if len(hit_ids) else np.empty(0, np.float32),
+        "y": coords[hit_ids, 1] if len(hit_ids) else np.empty(0, np.float32),
+    })
+    shown = ["title"] if kind == "image" else ["text", "lang"]
+    metadata = [c for c in items.columns if c not in (*INTERNAL, "title", "text", "lang")]
+    for column in [*shown, *metadata]:
+        frame[column] = items[column].to_numpy()[hit_ids]
+    if labels is not None:
+        frame.insert(0, "query", [labels[q] for q in query_rows])
+    return frame

@@ -1,0 +1,77 @@
+"""AltCLIP (``BAAI/AltCLIP-m9``, ``BAAI/AltCLIP``): transformers ``AltCLIPModel`` + its processor.
+
+Both towers live in one checkpoint. Texts are truncated at 77 tokens, FlagAI's ``max_length``
+(the tokenizer itself would allow 512, but the model was trained and evaluated at 77).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mclip_explorer.errors import PairingError
+from mclip_explorer.models.registry import ModelSpec
+from mclip_explorer.models.st_clip import HFImageTransform, features, local_repo, tokenize
+from mclip_explorer.models.torch_base import TorchEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+
+class AltClipEncoder(TorchEncoder):
+    """AltCLIP's XLM-R text tower and CLIP ViT-L/14 image tower."""
+
+    def __init__(self, spec: ModelSpec, model: Any, processor: Any, *, device: str | None,
+                 dtype: Any) -> None:
+        super().__init__(device, dtype)
+        self.name, self.dim, self.languages = spec.name, spec.dim, spec.languages
+        self.image_size = spec.image_size
+        self.text_max_tokens = spec.text_max_tokens
+        self.model = model.eval().to(self.device)
+        self.tokenizer = processor.tokenizer
+        self.image_transform = HFImageTransform(processor.image_processor)
+
+    def _forward_text(self, texts: list[str]) -> torch.Tensor:
+        batch = tokenize(self.tokenizer, texts, self.text_max_tokens, self.name, self.device)
+        return features(self.model.get_text_features(**batch))
+
+    def _forward_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return features(self.model.get_image_features(pixel_values=pixels))
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    def _identity(self) -> dict[str, Any]:
+        return {**super()._identity(), "image_preprocess": repr(self.image_transform)}
+
+
+def load(
+    spec: ModelSpec,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    weights_dir: str | Path | None = None,
+    text: str | Path | None = None,
+    image: str | Path | None = None,
+    head: str | Path | None = None,
+) -> AltClipEncoder:
+    """Load an AltCLIP model; ``text=`` or ``image=`` may name its local folder (one checkpoint)."""
+    from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor
+
+    if head is not None:
+        raise TypeError(f"{spec.name} has no separate head; head= applies to legacy M-CLIP only")
+    if text is not None and image is not None and Path(text) != Path(image):
+        raise TypeError(f"{spec.name} keeps both towers in one checkpoint: pass its folder once")
+    folder = local_repo(spec.text_repo, image if image is not None else text, weights_dir)
+    # Check the config before reading weights: a wrong model fails on what makes it wrong.
+    config = AltCLIPConfig.from_pretrained(folder)
+    wrong = []
+    if int(config.projection_dim) != spec.dim:
+        wrong.append(f"projection dim {config.projection_dim} (expected {spec.dim})")
+    if int(config.vision_config.image_size) != spec.image_size:
+        wrong.append(f"image size {config.vision_config.image_size} (expected {spec.image_size})")
+    if wrong:
+        raise PairingError(f"{spec.name}: {folder} holds another model: " + "; ".join(wrong))
+    model = AltCLIPModel.from_pretrained(folder)
+    processor = AltCLIPProcessor.from_pretrained(folder)
+    return AltClipEncoder(spec, model, processor, device=device, dtype=dtype)

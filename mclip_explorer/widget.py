@@ -1,0 +1,286 @@
+"""The explorer widget: traits mirrored in ``js/model.ts`` and handlers for front-end requests.
+
+The widget is a thin shell. The map data (float32 coordinates, uint32 ids, uint8 kinds) is sent
+once as binary buffers in the initial state; everything else is fetched by id on demand through
+``msg:custom`` requests carrying a request id (``rid``), answered with one reply each. A failing
+request is answered with a readable error the front end shows, never only a log line. The front
+end can only name items by id and send query *text*: text is only ever encoded as text, ids are
+range-checked, and nothing it sends is opened as a path or evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import pandas as pd
+import traitlets
+
+from mclip_explorer import thumbnails
+from mclip_explorer._serialize import (
+    IDS_SERIALIZATION,
+    WireError,
+    as_strings,
+    check_ids,
+    colour_columns,
+    encode_column,
+    ids_from_buffer,
+    int_field,
+    text_field,
+    to_buffer,
+)
+
+MAX_K = 100
+MAX_QUERY_CHARS = 1000
+MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
+_log = logging.getLogger(__name__)
+
+
+class ExplorerWidget(anywidget.AnyWidget):
+    """Map of a collection with a multilingual query box, a gallery and two-way selection.
+
+    Use :func:`mclip_explorer.explore` to make one. ``selection`` is a DataFrame of the items
+    lassoed on the map (live, debounced) and may be set from Python; ``highlight(ids)`` marks
+    items; ``results`` holds the DataFrame of every query on the map.
+    """
+
+    _esm = Path(__file__).parent / "static" / "widget.js"
+
+    # Sent once: the map (binary buffers, aligned: point i is item _ids[i]).
+    _coords = traitlets.Any().tag(sync=True)
+    _ids = traitlets.Any().tag(sync=True)
+    _kinds = traitlets.Any().tag(sync=True)
+    n_items = traitlets.Int(0).tag(sync=True)
+    model_name = traitlets.Unicode("").tag(sync=True)
+
+    color_by = traitlets.Unicode("kind").tag(sync=True)
+    """Metadata column the points are coloured by (the widget's picker sets it too)."""
+    color_columns = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    _color_codes = traitlets.Any().tag(sync=True)
+    _color_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+
+    k = traitlets.Int(10).tag(sync=True)
+    """How many nearest images a query shows."""
+    thumb_size = traitlets.Int(96).tag(sync=True)
+    selected_ids = traitlets.Any(np.empty(0, np.int64)).tag(sync=True, **IDS_SERIALIZATION)
+    """Ids of the selected items (the map's lasso/box selection, or set from Python)."""
+    highlighted_ids = traitlets.Any(np.empty(0, np.int64)).tag(sync=True, **IDS_SERIALIZATION)
+    error = traitlets.Unicode("").tag(sync=True)
+    """The last error the widget shows (empty when none)."""
+    selection = traitlets.Any()
+    """DataFrame of the selected items' rows of ``collection.items`` (not synced: built here)."""
+
+    def __init__(self, collection: Any, *, color_by: str | None = None, k: int = 10,
+                 thumb_size: int = 96, **kwargs: Any) -> None:
+        """Build the widget state of a collection.
+
+        Args:
+            collection: A :class:`~mclip_explorer.collection.Collection`.
+            color_by: Column of ``collection.items`` to colour points by (default: the first
+                user metadata column, else ``"kind"``).
+            k: Nearest images per query (1-100).
+            thumb_size: Gallery thumbnail size in pixels (16-512).
+            **kwargs: Passed on to ``anywidget.AnyWidget``.
+        """
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+        thumbnails.check_size(thumb_size)
+        self.collection = collection
+        self.results: dict[str, pd.DataFrame] = {}
+        self.last_error: str = ""
+        items = collection.items
+        coords = np.asarray(collection.coords, dtype=np.float32)
+        alive = np.isfinite(coords).all(axis=1)
+        if "deleted" in items.columns:
+            alive &= ~items["deleted"].to_numpy(dtype=bool)
+        self._point_ids = np.flatnonzero(alive)
+        columns = colour_columns(items)
+        chosen = color_by if color_by is not None else _default_colour(items, columns)
+        if chosen not in columns:
+            raise ValueError(f"color_by={chosen!r} is not a column; choose from {columns}")
+        super().__init__(
+            _coords=to_buffer(coords[alive], "float32"),
+            _ids=to_buffer(self._point_ids, "uint32"),
+            _kinds=to_buffer((items["kind"].to_numpy()[alive] == "text"), "uint8"),
+            n_items=len(items),
+            model_name=str(getattr(collection, "model_name", "")),
+            color_columns=columns,
+            color_by=chosen,
+            k=k,
+            thumb_size=thumb_size,
+            selection=items.iloc[:0],
+            **kwargs,
+        )
+        self._recolour(chosen)
+        self.on_msg(self._on_msg)
+
+    # ------------------------------------------------------------------------ Python API
+    def highlight(self, ids: Any) -> None:
+        """Mark items on the map (ring markers); ``[]`` clears. Ids must be live items."""
+        self.highlighted_ids = check_ids(ids, self.collection.items)
+
+    @traitlets.validate("selection")
+    def _validate_selection(self, proposal: dict[str, Any]) -> pd.DataFrame:
+        value = proposal["value"]
+        items = self.collection.items
+        if value is None:
+            return items.iloc[:0]
+        return items.iloc[check_ids(value, items)]
+
+    @traitlets.observe("selection")
+    def _selection_to_ids(self, change: dict[str, Any]) -> None:
+        ids = change["new"]["id"].to_numpy(dtype=np.int64)
+        if not np.array_equal(ids, np.asarray(self.selected_ids)):
+            self.selected_ids = ids
+
+    @traitlets.observe("selected_ids")
+    def _ids_to_selection(self, change: dict[str, Any]) -> None:
+        new = np.asarray(change["new"], dtype=np.int64)
+        if np.array_equal(new, self.selection["id"].to_numpy(dtype=np.int64)):
+            return
+        try:
+            self.selection = new
+        except WireError as exc:
+            self._show_error(f"selection refused: {exc}")
+
+    @traitlets.observe("color_by")
+    def _on_color_by(self, change: dict[str, Any]) -> None:
+        try:
+            self._recolour(change["new"])
+        except ValueError as exc:
+            self._show_error(str(exc))
+
+    def _recolour(self, column: str) -> None:
+        items = self.collection.items
+        if column not in items.columns:
+            raise ValueError(f"cannot colour by {column!r}: no such column in the collection")
+        codes, labels = encode_column(items[column])
+        self._color_labels = labels
+        self._color_codes = to_buffer(codes[self._point_ids], "uint8")
+
+    # ------------------------------------------------------------------- front-end requests
+    def _on_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+        if not isinstance(content, dict) or not isinstance(content.get("rid"), int):
+            return  # not one of our requests (e.g. anywidget's own messages)
+        rid = content["rid"]
+        handlers = {"search": self._search, "thumbs": self._thumbs, "item": self._item,
+                    "forget": self._forget}
+        op = content.get("op")
+        try:
+            if op not in handlers:
+                raise WireError(f"unknown request {op!r}")
+            reply, out = handlers[op](rid, content, list(buffers or []))
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the user, readably
+            _log.exception("explorer request %r failed", op)
+            message = _describe_error(exc)
+            self._show_error(message)
+            self.send({"rid": rid, "ok": False, "error": message})
+            return
+        self.send({"rid": rid, "ok": True, **reply}, out)
+
+    def _search(self, rid: int, content: dict[str, Any], buffers: list[Any]) -> _Reply:
+        coll = self.collection
+        k = int_field(content, "k", 1, MAX_K, self.k)
+        if "text" in content:
+            text = text_field(content, "text", max_length=MAX_QUERY_CHARS)
+            if not text.strip():
+                raise WireError("the query is empty")
+            self.send({"rid": rid, "progress": "encoding the query"})
+            # Encoded strictly as text: a query that looks like a path is never opened.
+            vector = coll.encoder.encode_text([text])[0]
+            found = coll.search(vector, k=k)
+            where = np.asarray(coll.place(vector[None, :])[0], dtype=np.float32)[0]
+            label, source = text, -1
+        else:
+            ids = check_ids(_one_buffer(buffers), coll.items)
+            if len(ids) != 1:
+                raise WireError(f"a search by id takes exactly one id, got {len(ids)}")
+            source = int(ids[0])
+            self.send({"rid": rid, "progress": "searching"})
+            found = coll.search(source, k=k)
+            where = np.asarray(coll.coords[source], dtype=np.float32)
+            label = f"#{source} {self._title(source)}"
+        self.results[label] = found
+        self.last_error = ""
+        ids = found["id"].to_numpy(dtype=np.int64)
+        reply = {"label": label, "source": source, "x": float(where[0]), "y": float(where[1]),
+                 "titles": [self._title(int(i)) for i in ids]}
+        xy = found[["x", "y"]].to_numpy(dtype=np.float32)
+        return reply, [to_buffer(ids, "uint32"), to_buffer(found["score"].to_numpy(), "float32"),
+                       to_buffer(xy, "float32")]
+
+    def _thumbs(self, _rid: int, content: dict[str, Any], buffers: list[Any]) -> _Reply:
+        size = int_field(content, "size", thumbnails.MIN_SIZE, thumbnails.MAX_SIZE, self.thumb_size)
+        ids = check_ids(_one_buffer(buffers), self.collection.items, kind="image")
+        if len(ids) > MAX_THUMBS:
+            raise WireError(f"at most {MAX_THUMBS} thumbnails per request, got {len(ids)}")
+        images, failed = [], {}
+        for item_id in ids:
+            try:
+                images.append(thumbnails.thumbnail(self.collection, int(item_id), size))
+            except thumbnails.ThumbnailError as exc:
+                images.append(b"")
+                failed[str(int(item_id))] = str(exc)
+        return {"ids": [int(i) for i in ids], "failed": failed, "mime": "image/webp"}, images
+
+    def _item(self, _rid: int, _content: dict[str, Any], buffers: list[Any]) -> _Reply:
+        ids = check_ids(_one_buffer(buffers), self.collection.items)
+        if len(ids) != 1:
+            raise WireError(f"an item request takes exactly one id, got {len(ids)}")
+        item_id = int(ids[0])
+        row = self.collection.items.iloc[item_id]
+        columns = self.color_columns
+        meta = dict(zip(columns, as_strings([row[c] for c in columns]), strict=True))
+        reply = {"id": item_id, "kind": str(row["kind"]), "title": self._title(item_id),
+                 "text": as_strings([row.get("text")])[0], "meta": meta}
+        if row["kind"] != "image":
+            return reply, []
+        try:
+            return reply, [thumbnails.thumbnail(self.collection, item_id, self.thumb_size)]
+        except thumbnails.ThumbnailError as exc:
+            return {**reply, "thumb_error": str(exc)}, []
+
+    def _forget(self, _rid: int, content: dict[str, Any], _buffers: list[Any]) -> _Reply:
+        self.results.pop(text_field(content, "label", max_length=MAX_QUERY_CHARS + 200), None)
+        return {}, []
+
+    # --------------------------------------------------------------------------- helpers
+    def _title(self, item_id: int) -> str:
+        row = self.collection.items.iloc[item_id]
+        for key in ("title", "text"):
+            value = row.get(key)
+            if isinstance(value, str) and value:
+                return value
+        path = row.get("path")
+        return Path(path).name if isinstance(path, str) and path else f"item {item_id}"
+
+    def _show_error(self, message: str) -> None:
+        self.last_error = message
+        # Re-setting the same text would not notify the front end, so clear it first.
+        self.error = ""
+        self.error = message
+
+
+_Reply = tuple[dict[str, Any], list[Any]]
+
+
+def _one_buffer(buffers: list[Any]) -> np.ndarray:
+    if len(buffers) != 1:
+        raise WireError(f"expected one uint32 id buffer, got {len(buffers)} buffers")
+    return ids_from_buffer(buffers[0])
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc) or "(no message)"
+    return text if isinstance(exc, WireError) else f"{type(exc).__name__}: {text}"
+
+
+def _default_colour(items: pd.DataFrame, columns: list[str]) -> str:
+    builtin = {"kind", "lang", "width", "height"}
+    for column in columns:
+        if column not in builtin and items[column].nunique(dropna=True) > 1:
+            return column
+    return "kind"
