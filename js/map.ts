@@ -37,6 +37,12 @@ export function groupByCode(kinds: Uint8Array, codes: Uint8Array, nLabels: numbe
   return { categories: groups.slice(0, nLabels), text: groups[nLabels] };
 }
 
+/** A category named after a CSS colour ("red", "navy") is drawn in it; others get the palette. */
+export function categoryColour(label: string, index: number): string {
+  const named = /^[a-z]{3,20}$/i.test(label) && typeof CSS !== "undefined" && CSS.supports("color", label);
+  return named ? label.toLowerCase() : CATEGORY_COLOURS[index % CATEGORY_COLOURS.length];
+}
+
 function pick(values: Float32Array, index: Uint32Array): Float32Array {
   const out = new Float32Array(index.length);
   for (let i = 0; i < index.length; i++) out[i] = values[index[i]];
@@ -77,7 +83,7 @@ export class ExplorerMap {
       dragmode: "pan",
       hovermode: "closest",
       uirevision: "keep", // keep zoom and pan across re-colouring
-      legend: { itemsizing: "constant", bgcolor: "rgba(255,255,255,0.7)" },
+      legend: { itemsizing: "constant", bgcolor: "rgba(255,255,255,0.7)", y: 0.9, yanchor: "top" },
       xaxis: { showgrid: false, zeroline: false, showticklabels: false },
       yaxis: { showgrid: false, zeroline: false, showticklabels: false, scaleanchor: "x" },
       plot_bgcolor: "#fff",
@@ -155,12 +161,15 @@ export class ExplorerMap {
     const groups = groupByCode(kinds, codes, n);
     const size = markerSize(x.length);
     const base = { type: "scattergl", mode: "markers", hoverinfo: "none" };
+    // A thin outline keeps light categories (e.g. "white") visible on the white background.
+    const outline = { color: "rgba(0,0,0,0.35)", width: size >= 5 ? 0.6 : 0 };
     this.traces = [];
     this.traceIndex = [];
     groups.categories.forEach((index, c) => {
       if (!index.length) return;
       this.traces.push({ ...base, name: labels[c] ?? "items", x: pick(x, index), y: pick(y, index),
-        marker: { size, color: CATEGORY_COLOURS[c % CATEGORY_COLOURS.length], opacity: 0.75 } });
+        marker: { size, color: categoryColour(labels[c] ?? "", c), opacity: 0.8,
+          line: outline } });
       this.traceIndex.push(index);
     });
     if (groups.text.length) {

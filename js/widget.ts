@@ -95,6 +95,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
   void recolour()
     .then(() => {
       ui.map.dataset.ready = "true";
+      ui.map.dataset.readyAt = String(Date.now()); // epoch ms, read by bench/widget.py
       setBusy(ui, 0, "", base);
     })
     .catch((error: unknown) => showError(ui, `the map could not be drawn: ${String(error)}`));

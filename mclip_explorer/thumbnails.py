@@ -26,13 +26,14 @@ class ThumbnailError(MclipExplorerError, ValueError):
     """An id or size for which no thumbnail can be made; the message says why."""
 
 
-def thumbnail(collection: Any, item_id: int, size: int = 128) -> bytes:
+def thumbnail(collection: Any, item_id: int, size: int = 128, *, items: Any = None) -> bytes:
     """Return a WebP thumbnail of one image item, at most ``size`` pixels on its longer side.
 
     Args:
         collection: A :class:`~mclip_explorer.collection.Collection`.
         item_id: The item's id (its row in ``collection.items``).
         size: Longest side in pixels, between 16 and 512.
+        items: ``collection.items`` if the caller already holds it (it is a copy per access).
 
     Returns:
         The encoded WebP bytes (cached after the first call).
@@ -42,7 +43,7 @@ def thumbnail(collection: Any, item_id: int, size: int = 128) -> bytes:
             size is out of range.
     """
     size = check_size(size)
-    items = collection.items
+    items = collection.items if items is None else items
     row = item_row(items, item_id)
     if row["kind"] != "image":
         raise ThumbnailError(f"item {item_id} is a {row['kind']} item, not an image")

@@ -91,7 +91,9 @@ class ExplorerWidget(anywidget.AnyWidget):
         self.collection = collection
         self.results: dict[str, pd.DataFrame] = {}
         self.last_error: str = ""
-        items = collection.items
+        # One snapshot: Collection.items copies the table on every access, and the map shown
+        # is this state anyway (items added later need a new widget).
+        self._items = items = collection.items
         coords = np.asarray(collection.coords, dtype=np.float32)
         alive = np.isfinite(coords).all(axis=1)
         if "deleted" in items.columns:
@@ -120,12 +122,12 @@ class ExplorerWidget(anywidget.AnyWidget):
     # ------------------------------------------------------------------------ Python API
     def highlight(self, ids: Any) -> None:
         """Mark items on the map (ring markers); ``[]`` clears. Ids must be live items."""
-        self.highlighted_ids = check_ids(ids, self.collection.items)
+        self.highlighted_ids = check_ids(ids, self._items)
 
     @traitlets.validate("selection")
     def _validate_selection(self, proposal: dict[str, Any]) -> pd.DataFrame:
         value = proposal["value"]
-        items = self.collection.items
+        items = self._items
         if value is None:
             return items.iloc[:0]
         return items.iloc[check_ids(value, items)]
@@ -154,7 +156,7 @@ class ExplorerWidget(anywidget.AnyWidget):
             self._show_error(str(exc))
 
     def _recolour(self, column: str) -> None:
-        items = self.collection.items
+        items = self._items
         if column not in items.columns:
             raise ValueError(f"cannot colour by {column!r}: no such column in the collection")
         codes, labels = encode_column(items[column])
@@ -195,7 +197,7 @@ class ExplorerWidget(anywidget.AnyWidget):
             where = np.asarray(coll.place(vector[None, :])[0], dtype=np.float32)[0]
             label, source = text, -1
         else:
-            ids = check_ids(_one_buffer(buffers), coll.items)
+            ids = check_ids(_one_buffer(buffers), self._items)
             if len(ids) != 1:
                 raise WireError(f"a search by id takes exactly one id, got {len(ids)}")
             source = int(ids[0])
@@ -214,24 +216,25 @@ class ExplorerWidget(anywidget.AnyWidget):
 
     def _thumbs(self, _rid: int, content: dict[str, Any], buffers: list[Any]) -> _Reply:
         size = int_field(content, "size", thumbnails.MIN_SIZE, thumbnails.MAX_SIZE, self.thumb_size)
-        ids = check_ids(_one_buffer(buffers), self.collection.items, kind="image")
+        ids = check_ids(_one_buffer(buffers), self._items, kind="image")
         if len(ids) > MAX_THUMBS:
             raise WireError(f"at most {MAX_THUMBS} thumbnails per request, got {len(ids)}")
         images, failed = [], {}
         for item_id in ids:
             try:
-                images.append(thumbnails.thumbnail(self.collection, int(item_id), size))
+                images.append(thumbnails.thumbnail(self.collection, int(item_id), size,
+                                                   items=self._items))
             except thumbnails.ThumbnailError as exc:
                 images.append(b"")
                 failed[str(int(item_id))] = str(exc)
         return {"ids": [int(i) for i in ids], "failed": failed, "mime": "image/webp"}, images
 
     def _item(self, _rid: int, _content: dict[str, Any], buffers: list[Any]) -> _Reply:
-        ids = check_ids(_one_buffer(buffers), self.collection.items)
+        ids = check_ids(_one_buffer(buffers), self._items)
         if len(ids) != 1:
             raise WireError(f"an item request takes exactly one id, got {len(ids)}")
         item_id = int(ids[0])
-        row = self.collection.items.iloc[item_id]
+        row = self._items.iloc[item_id]
         columns = self.color_columns
         meta = dict(zip(columns, as_strings([row[c] for c in columns]), strict=True))
         reply = {"id": item_id, "kind": str(row["kind"]), "title": self._title(item_id),
@@ -239,7 +242,8 @@ class ExplorerWidget(anywidget.AnyWidget):
         if row["kind"] != "image":
             return reply, []
         try:
-            return reply, [thumbnails.thumbnail(self.collection, item_id, self.thumb_size)]
+            return reply, [thumbnails.thumbnail(self.collection, item_id, self.thumb_size,
+                                                items=self._items)]
         except thumbnails.ThumbnailError as exc:
             return {**reply, "thumb_error": str(exc)}, []
 
@@ -249,7 +253,7 @@ class ExplorerWidget(anywidget.AnyWidget):
 
     # --------------------------------------------------------------------------- helpers
     def _title(self, item_id: int) -> str:
-        row = self.collection.items.iloc[item_id]
+        row = self._items.iloc[item_id]
         for key in ("title", "text"):
             value = row.get(key)
             if isinstance(value, str) and value:

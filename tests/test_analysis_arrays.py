@@ -192,8 +192,8 @@ def test_hubness_counts_and_skew():
     assert set(result.hubs.loc[result.hubs["lang"] == "all", "id"]) == {40}
     assert result.top_ids.shape == (24, 11)
     assert len(result.queries_of(40)) == result.occurrence.loc[40, "all"]
-    with pytest.raises(ValueError, match="hub_factor"):
-        analysis.hubness_from_vectors(queries, langs, np.arange(41), base, hub_factor=1)
+    with pytest.raises(ValueError, match="alpha must be a probability"):
+        analysis.hubness_from_vectors(queries, langs, np.arange(41), base, alpha=1.5)
     with pytest.raises(ValueError, match="one language per query"):
         analysis.hubness_from_vectors(queries, langs[:3], np.arange(41), base)
 
@@ -235,3 +235,39 @@ def test_audit_rejects_bad_captions():
                                     vectors[:1], [0, 1], vectors)
     with pytest.raises(TypeError, match="pandas DataFrame"):
         analysis.audit_from_vectors([("a", "b")], vectors, [0, 1], vectors)
+
+
+@pytest.mark.slow
+def test_gap_coords_with_umap_runs_in_a_fresh_process():
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np; from mclip_explorer import analysis\n"
+        "rng = np.random.default_rng(0)\n"
+        "images = rng.standard_normal((40, 16)) + 3 * np.eye(1, 16)\n"
+        "texts = rng.standard_normal((30, 16)) - 3 * np.eye(1, 16)\n"
+        "gap = analysis.gap_from_vectors(np.arange(40), images, np.arange(40, 70), texts)\n"
+        "xy = gap.coords(corrected=True, method='umap')\n"
+        "assert xy.shape == (70, 2) and np.isfinite(xy).all(), xy\n"
+        "print('ok')\n"
+    )
+    # Without the JIT a tiny fit takes seconds instead of numba's tens of seconds of compiling.
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_importing_the_views_stays_light():
+    import subprocess
+    import sys
+
+    probe = ("import sys, mclip_explorer.analysis\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'umap', 'scipy') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -88,7 +88,9 @@ def test_outliers_flags_exactly_the_planted_outliers(planted, monkeypatch):
 # -------------------------------------------------------------------------------- hubness
 def test_hubness_finds_the_planted_hub_in_every_working_language(planted):
     coll, _ = planted
-    queries = {lang: list(WORDS[lang].values()) for lang in WORDS}
+    # Each colour word alone and doubled (same colour, other trigram noise): 16 per language.
+    queries = {lang: [*WORDS[lang].values(), *(f"{w} {w}" for w in WORDS[lang].values())]
+               for lang in WORDS}
     # Every palette colour is in at most 8 images; the 9th slot is where a hub shows.
     result = analysis.hubness(coll, queries, k=9)
     hub = ids_where(coll, role="hub")
@@ -98,12 +100,12 @@ def test_hubness_finds_the_planted_hub_in_every_working_language(planted):
     # Greek queries are noise: the hub is no hub for them.
     assert result.occurrence.loc[next(iter(hub)), BROKEN_LANGUAGE] < 2 * result.summary.loc[
         BROKEN_LANGUAGE, "mean"]
-    assert result.summary.loc["all", "queries"] == 8 * len(WORDS)
+    assert result.summary.loc["all", "queries"] == 16 * len(WORDS)
     hub_id = next(iter(hub))
     hub_queries = result.queries_of(hub_id)
     assert len(hub_queries) == result.occurrence.loc[hub_id, "all"]
-    assert set(hub_queries.loc[hub_queries["lang"] == "en", "text"]) <= set(WORDS["en"].values())
-    assert (hub_queries["lang"] == "en").sum() == result.occurrence.loc[hub_id, "en"] >= 6
+    assert set(hub_queries.loc[hub_queries["lang"] == "en", "text"]) <= set(queries["en"])
+    assert (hub_queries["lang"] == "en").sum() == result.occurrence.loc[hub_id, "en"] >= 12
 
 
 def test_hubness_defaults_to_the_collections_own_texts(planted):
@@ -266,3 +268,20 @@ def test_gap_corrected_coords_close_the_gap_on_the_map(gap_collections):
 def test_modality_gap_needs_texts(solids):
     with pytest.raises(ValueError, match="add_texts"):
         analysis.modality_gap(solids)
+
+
+def test_removed_items_leave_every_view(tmp_path):
+    from mclip_explorer import Collection
+
+    meta = solid_images(tmp_path / "images")
+    coll = Collection.build(meta, model=BlindLanguageToy(), out=tmp_path / "coll", progress=False)
+    coll.add_texts([WORDS["en"][c] for c in PALETTE], lang="en")
+    gone = [0, 5]
+    coll.remove(gone)
+    assert not set(gone) & set(analysis.zero_shot(coll, list(WORDS["en"].values()))["id"])
+    assert not set(gone) & set(analysis.outliers(coll)["id"])
+    assert not set(gone) & set(analysis.near_duplicates(coll)["id"])
+    assert not set(gone) & set(analysis.hubness(coll, k=3).occurrence.index)
+    gap = analysis.modality_gap(coll)
+    assert not set(gone) & set(gap.ids.tolist())
+    assert np.isnan(gap.coords()[gone]).all()

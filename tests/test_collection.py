@@ -128,6 +128,13 @@ def test_float32_precision_on_request(image_folder: Path, tmp_path: Path):
         Collection.build(image_folder, model="toy", out=tmp_path / "d", precision="int8")
 
 
+def test_progress_shows_rate_and_eta(image_folder: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]):
+    Collection.build(image_folder, model="toy", out=tmp_path / "c", progress=True)
+    err = capsys.readouterr().err
+    assert "hashing" in err and "encoding" in err and "img/s" in err and "<" in err
+
+
 def test_build_refuses_a_folder_of_other_files(image_folder: Path, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(CollectionError, match="not empty and not a collection"):
@@ -404,8 +411,52 @@ def test_damaged_collection_is_a_clear_error(built_path: Path, tmp_path: Path, h
         Collection.open(copy)
 
 
+def test_stale_copy_cannot_overwrite_a_newer_state(coll: Collection):
+    other = Collection.open(coll.path)
+    other.remove([1])
+    with pytest.raises(CollectionError, match="changed by another process"):
+        coll.remove([2])
+    assert Collection.open(coll.path).items["deleted"].tolist()[1:3] == [True, False]
+
+
+def test_a_second_writer_is_refused_while_one_commits(coll: Collection):
+    from mclip_explorer.collection.store import write_lock
+
+    with write_lock(coll.path), pytest.raises(CollectionError, match="another process"):
+        coll.add_texts("red")
+
+
 def test_not_a_collection(tmp_path: Path):
     with pytest.raises(CollectionError, match="collection folder not found"):
         Collection.open(tmp_path / "nope")
     with pytest.raises(CollectionError, match=r"no manifest\.json"):
         Collection.open(tmp_path)
+
+
+def test_unchanged_files_are_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    from mclip_explorer.collection import building
+
+    images = tmp_path / "images"
+    make_images(images, colours=("red", "blue"), broken=False)
+    Collection.build(images, model="toy", out=tmp_path / "c", progress=False)
+    reads: list[object] = []
+    real_read = building._read
+    monkeypatch.setattr(building, "_read", lambda payload: reads.append(payload) or
+                        real_read(payload))
+    Collection.build(images, model="toy", out=tmp_path / "c", progress=False)
+    assert reads == []
+    target = images / "warm" / "red_00.png"
+    target.write_bytes((images / "cold" / "blue_00.png").read_bytes())
+    coll = Collection.build(images, model="toy", out=tmp_path / "c", progress=False)
+    assert reads == [str(target)]
+    row = coll.items[coll.items["path"] == str(target)].iloc[0]
+    hits = coll.search(int(row["id"]), k=2)  # now the same pixels as blue_00: a tie at 1.0
+    assert set(hits["title"]) == {"red", "blue"} and hits["score"].min() > 0.999
+    # A new mtime alone is enough to read a file again (a same-size edit is never served stale).
+    reads.clear()
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    Collection.build(images, model="toy", out=tmp_path / "c", progress=False)
+    assert reads == [str(target)]

@@ -92,3 +92,16 @@ def test_wrong_projection_is_refused(weights_dir: Path, tmp_path: Path) -> None:
     (wrong / "config.json").write_text(json.dumps(config))
     with pytest.raises(PairingError, match="projection dim 1024"):
         load_model("AltCLIP-m9", weights_dir=weights_dir, text=wrong, device="cpu")
+
+
+def test_features_accepts_both_return_forms() -> None:
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    from mclip_explorer.models.st_clip import features
+
+    tensor = torch.arange(6.0).reshape(2, 3)
+    assert features(tensor) is tensor  # transformers 4.x
+    wrapped = BaseModelOutputWithPooling(last_hidden_state=torch.zeros(2, 4, 3),
+                                         pooler_output=tensor)
+    assert features(wrapped) is tensor  # transformers 5.x

@@ -19,7 +19,7 @@ from mclip_explorer.errors import (
     WeightsNotFoundError,
 )
 from mclip_explorer.models.registry import REGISTRY
-from tests.twins.mclip import MCLIP_2022, base_config
+from tests.twins.mclip import MCLIP_2022, base_config, wordpiece_vocab
 
 MCLIP = [name for name, spec in REGISTRY.items() if spec.family == "mclip"]
 TEXTS = ["Three blind horses listening to Mozart.", "Älgen är skogens konung!",
@@ -201,3 +201,33 @@ def test_missing_repo_and_stray_head_argument(tmp_path: Path, weights_dir: Path)
         load_model("LABSE-Vit-L-14", weights_dir=tmp_path)
     with pytest.raises(TypeError, match="head= is for the legacy"):
         load_model("LABSE-Vit-L-14", weights_dir=weights_dir, head=tmp_path / "x.pkl")
+
+
+@pytest.mark.parametrize(
+    ("model_base", "family"),
+    [("xlm-roberta-large", "xlm-roberta"), ("sentence-transformers/LaBSE", "bert"),
+     ("LaBSE", "bert"), ("bert-base-multilingual-cased", "bert")],
+)
+def test_base_family_from_model_base(model_base: str, family: str) -> None:
+    from mclip_explorer.models.mclip import base_family
+
+    assert base_family(model_base).model_type == family
+
+
+def test_unknown_model_base_asks_for_a_local_config() -> None:
+    from mclip_explorer.models.mclip import base_family
+
+    with pytest.raises(BadWeightsError, match=r"config\.json in <weights folder>/gpt2/"):
+        base_family("gpt2")
+
+
+def test_local_model_base_config_that_does_not_fit_is_refused(
+    tmp_path: Path, weights_dir: Path
+) -> None:
+    name = "LABSE-Vit-L-14"
+    _copy_repo(weights_dir, tmp_path, name)
+    wrong = base_config("sentence-transformers/LaBSE", len(wordpiece_vocab()), 768)
+    wrong.intermediate_size = 64  # the checkpoint's FFN is 37 wide
+    wrong.save_pretrained(tmp_path / "sentence-transformers/LaBSE")
+    with pytest.raises(BadWeightsError, match="do not fit a bert of hidden size 768"):
+        load_model(name, weights_dir=tmp_path)

@@ -97,20 +97,20 @@ def test_same_dim_wrong_tower_is_refused(weights_dir: Path) -> None:
     # ViT-B-16-plus-240 and RN50x4 are both 640-d: a dim check alone would let this through.
     spec = REGISTRY["XLM-Roberta-Large-Vit-B-16Plus"]
     wrong = weights_dir / "timm/resnet50x4_clip.openai"
-    with pytest.raises(PairingError, match="image size 288 .expected 240.*ModifiedResNet"):
+    with pytest.raises(PairingError, match=r"image size 288 \(expected 240\).*ModifiedResNet"):
         load_image_tower(spec, device="cpu", image=wrong)
 
 
 def test_other_dim_tower_is_refused(weights_dir: Path) -> None:
     spec = REGISTRY["M-BERT-Distil-40"]
-    with pytest.raises(PairingError, match="output dim 512 .expected 640."):
+    with pytest.raises(PairingError, match=r"output dim 512 \(expected 640\)"):
         load_image_tower(spec, device="cpu", image=weights_dir / TOWER_SPECS[
             "timm/vit_base_patch32_clip_224.openai"].image_repo)
 
 
 def test_missing_tower_names_the_repo(tmp_path: Path) -> None:
     spec = REGISTRY["M-BERT-Distil-40"]
-    with pytest.raises(WeightsNotFoundError, match="timm/resnet50x4_clip.openai"):
+    with pytest.raises(WeightsNotFoundError, match=r"timm/resnet50x4_clip\.openai"):
         load_image_tower(spec, device="cpu", weights_dir=tmp_path)
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_image_tower(spec, device="cpu", image=tmp_path / "nowhere")
@@ -191,3 +191,27 @@ def test_whole_model_fingerprint(xlmr, weights_dir: Path) -> None:
     with torch.no_grad():
         again.model.visual.proj[0, 0] += 1e-3
     assert weights_digest(again._modules(), again._identity()) != xlmr.fingerprint
+
+
+def test_checkpoint_file_of_another_size_is_refused(weights_dir: Path) -> None:
+    # A bare checkpoint is read into the full-size built-in architecture; a tiny one cannot fit.
+    spec = REGISTRY["M-BERT-Distil-40"]
+    file = weights_dir / spec.image_repo / "open_clip_model.safetensors"
+    with pytest.raises(PairingError, match=r"do not fit the RN50x4-quickgelu \(openai\) tower"):
+        load_image_tower(spec, device="cpu", image=file)
+
+
+def test_openai_whole_model_uses_quick_gelu_and_clip_tokenizer(weights_dir: Path) -> None:
+    import open_clip
+    import torch
+    from open_clip.transformer import QuickGELU
+
+    encoder = load_model("open_clip:ViT-B-32/openai", weights_dir=weights_dir, device="cpu")
+    assert any(isinstance(m, QuickGELU) for m in encoder.model.modules())
+    reference, _ = _reference(weights_dir / "timm/vit_base_patch32_clip_224.openai",
+                              quick_gelu=True)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    texts = ["a photo of a cat", "Фото кошки", "🐱", ""]
+    with torch.inference_mode():
+        diff = (encoder._forward_text(texts) - reference.encode_text(tokenizer(texts))).abs()
+    assert diff.max().item() <= 1e-5

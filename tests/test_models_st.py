@@ -1,4 +1,4 @@
-"""sentence-transformers CLIP family: registry model and arbitrary ST CLIP folders, on tiny twins."""
+"""sentence-transformers CLIP family: the registry model and any ST CLIP folder, on tiny twins."""
 
 from __future__ import annotations
 
@@ -160,3 +160,27 @@ def test_wrong_image_tower_is_refused(weights_dir: Path, tmp_path: Path) -> None
 def test_head_argument_is_refused(weights_dir: Path) -> None:
     with pytest.raises(TypeError, match="head"):
         load_model(NAME, weights_dir=weights_dir, head="x.pkl", device="cpu")
+
+
+def test_st_clip_hub_id_resolves_through_the_weights_folder(weights_dir: Path) -> None:
+    encoder = load_model(ST_IMAGE_REPO, weights_dir=weights_dir, device="cpu")
+    assert isinstance(encoder.text, ClipText) and encoder.name == ST_IMAGE_REPO
+    assert encoder.fingerprint == load_model(str(weights_dir / ST_IMAGE_REPO),
+                                             device="cpu").fingerprint
+
+
+def test_st_clip_hub_id_missing_offline_names_the_repo(tmp_path: Path) -> None:
+    from mclip_explorer.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="someone/clip-nowhere"):
+        load_model("someone/clip-nowhere", weights_dir=tmp_path, device="cpu")
+
+
+def test_bf16_autocast_stays_close_to_fp32(weights_dir: Path, encoder) -> None:
+    half = load_model(NAME, weights_dir=weights_dir, device="cpu", dtype="bf16")
+    for ours, full in ((half.encode_text(TEXTS), encoder.encode_text(TEXTS)),
+                       (half.encode_images(photos(), num_workers=0),
+                        encoder.encode_images(photos(), num_workers=0))):
+        assert ours.dtype == np.float32  # normalised in fp32 whatever the autocast precision
+        np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+        assert (ours * full).sum(axis=1).min() > 0.99

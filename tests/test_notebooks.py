@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,10 +34,9 @@ def test_notebook_runs_end_to_end(path: Path, tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("MCLIP_EXPLORER_MODEL", "toy")
     monkeypatch.setenv("MCLIP_EXPLORER_OUT", str(tmp_path / "collections"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # The kernel runs with this interpreter's environment (jupyter_client maps "python" to
-    # sys.executable), so it imports the package under test.
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}")
     notebook = nbformat.read(path, as_version=4)
+    # The "python3" kernel's command "python" is mapped to sys.executable by jupyter_client, so
+    # the kernel imports the package under test; outputs go to tmp_path (the kernel's cwd).
     client = NotebookClient(
         notebook, timeout=300, kernel_name="python3", store_widget_state=False,
         resources={"metadata": {"path": str(tmp_path)}},

@@ -107,7 +107,7 @@ def test_build_killed_resumes_to_the_same_collection(images: Path, reference: di
     # At most the shard in flight is redone.
     assert encoder.encoded == max(0, N_ITEMS - POINTS[point] * SHARD)
     _assert_same(_state(out), reference)
-    assert not list(out.rglob(".*.tmp"))
+    assert not list(out.glob(".*.tmp"))  # cache temps wait an hour: another writer may own them
 
 
 def test_rebuild_killed_keeps_the_old_collection_readable(images: Path, tmp_path: Path,

@@ -94,6 +94,14 @@ def test_hf_dataset_source(folder: Path, tmp_path: Path):
     by_file = Collection.build([folder / "warm" / "red_00.png"], model="toy",
                                out=tmp_path / "d", progress=False)
     np.testing.assert_array_equal(coll.vectors()[1][0], by_file.vectors()[1][0])
+    in_memory = datasets.Dataset.from_dict(
+        {"picture": [Image.new("RGB", (8, 8), COLOURS["green"][0])], "title": ["lawn"]},
+        features=datasets.Features({"picture": datasets.Image(),
+                                    "title": datasets.Value("string")}))
+    coll = Collection.build(in_memory, model="toy", out=tmp_path / "e", progress=False)
+    assert coll.items["title"].tolist() == ["lawn"]
+    assert Path(coll.items["path"].iloc[0]).parent.name == "media"
+    assert coll.search("verde", k=1)["title"].iloc[0] == "lawn"
 
 
 @pytest.mark.parametrize(("make", "match"), [

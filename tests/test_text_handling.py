@@ -21,6 +21,7 @@ MODELS = {
     "clip-ViT-B-32-multilingual-v1": 128,
     "AltCLIP-m9": 77,
     "open_clip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k": 77,
+    "open_clip:ViT-B-32/openai": 77,  # CLIP's own BPE tokenizer
     ST_IMAGE_REPO: 77,  # a sentence-transformers CLIP folder: CLIP's own text tower
 }
 
@@ -72,7 +73,7 @@ def test_empty_and_whitespace_give_the_empty_text(encoder) -> None:
 
 
 def test_batching_restores_input_order(encoder) -> None:
-    texts = [*SCRIPT_SAMPLES.values(), "a", "a cat on a mat", "", "dog " * 20, "猫"]
+    texts = [*SCRIPT_SAMPLES.values(), "a", "a cat on a mat", "", "dog " * 10, "猫"]
     random.Random(7).shuffle(texts)
     one_by_one = encoder.encode_text(texts, batch_size=1)
     batched = encoder.encode_text(texts, batch_size=7)

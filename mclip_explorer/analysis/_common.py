@@ -95,11 +95,6 @@ def top_k(
     return positions, scores
 
 
-def scores_against(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Full ``(q, n)`` cosine matrix of unit rows (callers keep ``q`` small)."""
-    return np.asarray(queries @ base.T, dtype=np.float32)
-
-
 # --------------------------------------------------------------------------- collection access
 def item_vectors(coll: Any, kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
     """Ids and unit vectors of a collection's live, successfully encoded items of ``kind``."""

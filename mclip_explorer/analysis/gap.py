@@ -229,6 +229,7 @@ def _project(vectors: np.ndarray, method: Method, seed: int) -> np.ndarray:
         import umap
 
         reducer = umap.UMAP(
+            n_jobs=1,
             n_components=2,
             metric="cosine",
             random_state=seed,

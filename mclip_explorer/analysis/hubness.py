@@ -4,7 +4,11 @@ In high-dimensional spaces a few points (hubs) are nearest neighbours of a large
 queries while many others (anti-hubs) are never retrieved (Radovanović et al., JMLR 2010). For a
 set of queries, the k-occurrence ``N_k(x)`` of an item counts the queries whose top-k holds it;
 its mean is ``k * queries / items`` and its skewness measures hubness (0 for a fair space).
-Hubs here are items with ``N_k`` at least ``hub_factor`` times that mean.
+
+Hub rule: in a fair space each of ``Q`` queries would pick an item with probability ``k / n``,
+so ``N_k`` would follow Binomial(Q, k/n). An item is a hub when a count as high as its own has a
+probability below ``alpha / n`` under that model (Bonferroni over the ``n`` items). Unlike a
+fixed "twice the mean", this stays meaningful when a handful of queries meets many items.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ class Hubness:
         summary: Indexed by ``all`` then each language: ``queries``, ``mean`` (expected
             k-occurrence), ``skew``, ``hubs`` (count) and ``anti_hubs`` (share of items never
             retrieved).
-        hubs: ``lang``, ``id``, ``k_occurrence``, ``ratio`` (to the mean): the hubs of every
-            column, biggest first.
+        hubs: ``lang``, ``id``, ``k_occurrence``, ``ratio`` (to the mean) and ``p_value`` (of
+            so high a count in a fair space): the hubs of every column, biggest first.
         queries: The queries: ``text`` (None for vector queries) and ``lang``.
         top_ids: ``(n_queries, k)`` ids of each query's top-k.
         k: The k used.
@@ -67,7 +71,7 @@ def hubness(
     *,
     k: int = 10,
     kind: str = "image",
-    hub_factor: float = 2.0,
+    alpha: float = 0.05,
 ) -> Hubness:
     """Measure how unevenly a set of queries retrieves the items of a collection.
 
@@ -78,7 +82,7 @@ def hubness(
             language -> list of texts; or a plain list of texts (language ``"?"``).
         k: Top-k per query.
         kind: The items searched: ``"image"`` (default) or ``"text"``.
-        hub_factor: An item is a hub when its k-occurrence is at least this times the mean.
+        alpha: Significance of the hub rule (module docstring), corrected for the item count.
 
     Returns:
         A :class:`Hubness`.
@@ -106,7 +110,7 @@ def hubness(
         ids,
         vectors,
         k=k,
-        hub_factor=hub_factor,
+        alpha=alpha,
         texts=frame["text"].tolist(),
     )
 
@@ -118,7 +122,7 @@ def hubness_from_vectors(
     vectors: Any,
     *,
     k: int = 10,
-    hub_factor: float = 2.0,
+    alpha: float = 0.05,
     texts: Sequence[str | None] | None = None,
 ) -> Hubness:
     """The array-level core of :func:`hubness`.
@@ -129,15 +133,15 @@ def hubness_from_vectors(
         ids: ``(n,)`` ids of the searched items.
         vectors: ``(n, dim)`` embeddings of the searched items.
         k: Top-k per query.
-        hub_factor: Hub threshold as a multiple of the mean k-occurrence.
+        alpha: Significance of the hub rule, corrected for the item count.
         texts: Query texts, for display.
 
     Returns:
         A :class:`Hubness`.
     """
     k = check_k(k)
-    if not isinstance(hub_factor, (int, float)) or hub_factor <= 1:
-        raise ValueError(f"hub_factor must be a number above 1, got {hub_factor!r}")
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a probability in (0, 1), got {alpha!r}")
     query_unit = as_unit(query_vectors, "query_vectors")
     base = as_unit(vectors)
     ids = as_ids(ids, len(base))
@@ -149,6 +153,8 @@ def hubness_from_vectors(
         )
     if len(base) == 0:
         raise ValueError("there are no items to search")
+    from scipy.stats import binom  # scipy arrives with umap-learn; keep it off import
+
     positions, _ = top_k(query_unit, base, k)
     k_used = positions.shape[1]
     lang_array = np.asarray(langs)
@@ -161,7 +167,9 @@ def hubness_from_vectors(
     for column, counts in columns.items():
         n_queries = len(langs) if column == ALL else int((lang_array == column).sum())
         mean = k_used * n_queries / len(base)
-        is_hub = counts >= hub_factor * mean
+        # P(N_k >= count) in a fair space; sf(c - 1) is the tail from c upwards.
+        p_value = binom.sf(counts - 1, n_queries, k_used / len(base))
+        is_hub = (p_value < alpha / len(base)) & (counts > mean)
         summary_rows.append(
             {
                 "lang": column,
@@ -179,6 +187,7 @@ def hubness_from_vectors(
                     "id": ids[is_hub],
                     "k_occurrence": counts[is_hub],
                     "ratio": counts[is_hub] / mean,
+                    "p_value": p_value[is_hub],
                 }
             ).sort_values("k_occurrence", ascending=False, kind="stable")
         )

@@ -41,6 +41,7 @@ class Hashed:
         height: Pixel height from the image header.
         errors: Position -> reason for items that could not even be read.
         data: Position -> encoded bytes of in-memory items (written to ``media/``).
+        remembered: Files read and added to the ``known`` facts.
     """
 
     sha256: list[str | None]
@@ -49,13 +50,36 @@ class Hashed:
     height: list[int | None]
     errors: dict[int, str] = field(default_factory=dict)
     data: dict[int, bytes] = field(default_factory=dict)
+    remembered: int = 0
 
 
-def hash_payloads(payloads: Sequence[Any], *, progress: bool = False) -> Hashed:
-    """Read every item once: content hash, byte size and header size, never a full decode."""
+# path -> (bytes, mtime_ns, sha256, width, height) of a file hashed before.
+FileFacts = dict[str, tuple[int, int, str, int | None, int | None]]
+FILE_FACTS = "files.parquet"
+
+
+def hash_payloads(payloads: Sequence[Any], *, progress: bool = False,
+                  known: FileFacts | None = None) -> Hashed:
+    """Read every item once: content hash, byte size and header size, never a full decode.
+
+    Args:
+        payloads: Paths (str), encoded bytes or PIL images.
+        progress: Show a progress bar.
+        known: Facts of files hashed before; a file whose size and mtime are unchanged is not
+            read again (as git does). Updated in place with every file read.
+    """
     out = Hashed([], [], [], [])
     bar = _bar(len(payloads), "hashing", "file", progress)
     for position, payload in enumerate(payloads):
+        facts = _unchanged(payload, known)
+        if facts is not None:
+            out.sha256.append(facts[2])
+            out.size.append(facts[0])
+            out.width.append(facts[3])
+            out.height.append(facts[4])
+            if bar is not None:
+                bar.update(1)
+            continue
         data, error = _read(payload)
         if error is not None or data is None:
             out.sha256.append(None)
@@ -71,11 +95,69 @@ def hash_payloads(payloads: Sequence[Any], *, progress: bool = False) -> Hashed:
             out.height.append(height)
             if not isinstance(payload, str):
                 out.data[position] = data
+            elif known is not None:
+                _remember(payload, out, known)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return out
+
+
+def _unchanged(payload: Any, known: FileFacts | None) -> tuple[Any, ...] | None:
+    if not known or not isinstance(payload, str) or payload not in known:
+        return None
+    try:
+        stat = Path(payload).stat()
+    except OSError:
+        return None
+    facts = known[payload]
+    return facts if (stat.st_size, stat.st_mtime_ns) == facts[:2] else None
+
+
+def _remember(path: str, hashed: Hashed, known: FileFacts) -> None:
+    try:
+        mtime = Path(path).stat().st_mtime_ns
+    except OSError:
+        return
+    sha, size = hashed.sha256[-1], hashed.size[-1]
+    if sha is not None and size is not None:
+        known[path] = (size, mtime, sha, hashed.width[-1], hashed.height[-1])
+        hashed.remembered += 1
+
+
+def load_file_facts(cache_root: Path) -> FileFacts:
+    """Facts of the files earlier builds hashed (empty when there are none or they are damaged)."""
+    import pandas as pd
+
+    path = cache_root / FILE_FACTS
+    try:
+        frame = pd.read_parquet(path)
+        rows = zip(frame["path"], frame["bytes"], frame["mtime_ns"], frame["sha256"],
+                   frame["width"], frame["height"], strict=True)
+        return {p: (int(b), int(m), str(s), _int_or_none(w), _int_or_none(h))
+                for p, b, m, s, w, h in rows}
+    except Exception:  # noqa: BLE001 - a lost facts file only costs a re-read of the files
+        return {}
+
+
+def save_file_facts(cache_root: Path, known: FileFacts) -> None:
+    """Write the file facts atomically."""
+    import pandas as pd
+
+    columns = ("bytes", "mtime_ns", "sha256", "width", "height")
+    frame = pd.DataFrame.from_dict(known, orient="index", columns=list(columns))
+    frame.index.name = "path"
+    frame = frame.reset_index()
+    for column in ("width", "height"):
+        frame[column] = pd.array(frame[column], dtype="Int64")
+    store.save_parquet(cache_root / FILE_FACTS, frame)
+
+
+def _int_or_none(value: Any) -> int | None:
+    import pandas as pd
+
+    return None if pd.isna(value) else int(value)
 
 
 def text_key(text: str) -> str:
@@ -142,7 +224,7 @@ class EmbeddingCache:
         self._load()
 
     def _load(self) -> None:
-        store.remove_stale_temps(self.folder)
+        store.remove_stale_temps(self.folder, older_than=3600)
         for shard in sorted(self.folder.glob("shard-*.npz")):
             try:
                 with np.load(shard, allow_pickle=False) as data:
@@ -260,7 +342,11 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
                    num_workers: int | None, shard_size: int,
                    progress: bool) -> tuple[pd.DataFrame, np.ndarray]:
     """Hash, encode (cache misses only) and look up a source; returns its rows and vectors."""
-    hashed = hash_payloads(items.payloads, progress=progress)
+    cache_root = folder / store.CACHE_DIR
+    known = load_file_facts(cache_root)
+    hashed = hash_payloads(items.payloads, progress=progress, known=known)
+    if hashed.remembered:
+        save_file_facts(cache_root, known)
     store.checkpoint("hashed")
     frame = items.frame.copy()
     paths = list(frame["path"])

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer.collection import building, search, store
-from mclip_explorer.collection.sources import RESERVED, read_source
+from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
+from mclip_explorer.models.registry import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,10 +50,11 @@ class Collection:
         self._indexes = indexes
         self._encoder = encoder
         self._device = device
+        self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
 
     # ------------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, source: Any, *, model: str | Encoder = "clip-ViT-B-32-multilingual-v1",
+    def build(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
               shard_size: int = building.SHARD_SIZE, map_method: str = "auto") -> Collection:
@@ -122,11 +124,23 @@ class Collection:
             CollectionError: Missing, damaged or incompatible collection.
             ModelMismatchError: ``model`` is not the model that encoded the collection.
         """
+        folder = Path(path).expanduser().resolve()
+        try:
+            coll = cls._load(folder, device)
+        except CollectionError:
+            # A writer may have switched generations (and deleted the old files) between our
+            # reading the manifest and the files: that is a retry, not damage.
+            coll = cls._load(folder, device)
+        if model is not None:
+            coll._encoder = coll._checked(_load_encoder(model, device))
+        return coll
+
+    @classmethod
+    def _load(cls, folder: Path, device: str | None) -> Collection:
         import pandas as pd
 
         from mclip_explorer.collection.index import VectorIndex
 
-        folder = Path(path).expanduser().resolve()
         manifest = store.read_manifest(folder)
         files, dim = manifest["files"], manifest["dim"]
         try:
@@ -153,11 +167,8 @@ class Collection:
             entry = files.get(f"index_{kind}")
             if entry:
                 indexes[kind] = VectorIndex.load(folder / entry["name"], manifest["index"][kind])
-        coll = cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
+        return cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
             np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
-        if model is not None:
-            coll._encoder = coll._checked(_load_encoder(model, device))
-        return coll
 
     # ---------------------------------------------------------------------------- reading
     @property
@@ -234,8 +245,8 @@ class Collection:
                                         vector_of_id=self._vector_of_id, dim=self.dim)
         allowed = None
         if where is not None:
-            mask = search.where_mask(self._items, where)
-            allowed = self._live_ids(kind)[mask[self._live_ids(kind)]]
+            live = self._live_ids(kind)
+            allowed = live[search.where_mask(self._items, where)[live]]
         ids, scores = index.query(vectors, k, ef=ef, allowed_ids=allowed)
         labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
                                                                        strict=True))]
@@ -274,6 +285,8 @@ class Collection:
         same = np.array([p is not None and known_sha.get(p) == s
                          for p, s in zip(frame["path"], frame["sha256"], strict=True)], dtype=bool)
         replaced = known.index[known["path"].isin(frame["path"][~same].dropna())].to_numpy()
+        if same.all():
+            return np.empty(0, dtype=np.int64)  # nothing new: no new generation either
         return self._append(frame[~same].reset_index(drop=True), vectors[~same], replaced)
 
     def add_texts(self, texts: str | Sequence[str], lang: str | Sequence[str | None] | None = None,
@@ -288,25 +301,9 @@ class Collection:
         Returns:
             The ids of the new text items.
         """
-        import pandas as pd
-
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ValueError("texts must be a non-empty string or list of strings")
-        columns = {"lang": lang, **metadata}
-        clashes = [c for c in metadata if c in RESERVED]
-        if clashes:
-            raise ValueError(f"metadata names {clashes} clash with collection columns")
-        frame = pd.DataFrame({"kind": "text", "path": None, "text": texts}, index=range(len(texts)))
-        for name, value in columns.items():
-            if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-                if len(value) != len(texts):
-                    raise ValueError(f"{name} has {len(value)} values for {len(texts)} texts")
-                frame[name] = list(value)
-            else:
-                frame[name] = value
+        frame = text_items(texts, lang, metadata)
         cache = self._cache()
-        keys = building.encode_texts(self.encoder, cache, texts)
+        keys = building.encode_texts(self.encoder, cache, frame["text"].tolist())
         frame["sha256"] = keys
         vectors, _ = cache.lookup(keys)
         return self._append(frame, vectors, np.empty(0, np.int64))
@@ -359,6 +356,7 @@ class Collection:
 
     def _commit(self, roles: set[str]) -> None:
         """Write the changed roles as a new generation and switch the manifest to it."""
+        self._live.clear()
         self._embeddings = store.write_generation(
             self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
             coords=self._coords, stretch=self._stretch, indexes=self._indexes)
@@ -366,9 +364,12 @@ class Collection:
     def _live_ids(self, kind: str) -> np.ndarray:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        items = self._items
-        mask = (items["kind"] == kind) & ~items["deleted"] & items["error"].isna()
-        return items["id"].to_numpy()[mask.to_numpy()]
+        if kind not in self._live:
+            items = self._items
+            mask = (items["kind"] == kind) & ~items["deleted"] & items["error"].isna()
+            self._live[kind] = items["id"].to_numpy()[mask.to_numpy()]
+            self._live[kind].flags.writeable = False
+        return self._live[kind]
 
     def _index(self, kind: str) -> VectorIndex:
         if kind not in KINDS:

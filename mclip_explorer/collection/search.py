@@ -163,19 +163,21 @@ def result_frame(
     import pandas as pd
 
     query_rows, rank_cols = np.nonzero(ids >= 0)
-    hit_ids = ids[query_rows, rank_cols]
-    frame = pd.DataFrame({
+    hit_ids = ids[query_rows, rank_cols].astype(np.int64)
+    columns: dict[str, Any] = {}
+    if labels is not None:
+        columns["query"] = [labels[q] for q in query_rows]
+    columns.update({
         "rank": (rank_cols + 1).astype(np.int64),
-        "id": hit_ids.astype(np.int64),
-        "path": items["path"].to_numpy()[hit_ids],
+        "id": hit_ids,
+        "path": items["path"].take(hit_ids).to_numpy(),
         "score": scores[query_rows, rank_cols].astype(np.float32),
-        "x": coords[hit_ids, 0] if len(hit_ids) else np.empty(0, np.float32),
-        "y": coords[hit_ids, 1] if len(hit_ids) else np.empty(0, np.float32),
+        "x": coords[hit_ids, 0],
+        "y": coords[hit_ids, 1],
     })
     shown = ["title"] if kind == "image" else ["text", "lang"]
     metadata = [c for c in items.columns if c not in (*INTERNAL, "title", "text", "lang")]
-    for column in [*shown, *metadata]:
-        frame[column] = items[column].to_numpy()[hit_ids]
-    if labels is not None:
-        frame.insert(0, "query", [labels[q] for q in query_rows])
-    return frame
+    for column in (*shown, *metadata):
+        # take() before converting: a whole-column conversion would cost O(N) per query.
+        columns[column] = items[column].take(hit_ids).reset_index(drop=True)
+    return pd.DataFrame(columns)

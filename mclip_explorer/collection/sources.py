@@ -74,6 +74,37 @@ def read_source(source: Any, *, image_column: str | None = None) -> SourceItems:
     return items
 
 
+def text_items(texts: str | Sequence[str], lang: Any, metadata: dict[str, Any]) -> pd.DataFrame:
+    """Rows of text items: ``kind``, ``path`` (None), ``text``, ``lang`` and metadata columns.
+
+    Args:
+        texts: One text or a list of texts.
+        lang: One language code for all texts, or one per text (or None).
+        metadata: Column -> one value for all texts, or one per text.
+
+    Raises:
+        ValueError: No texts, a non-string text, a clash with a collection column, or a
+            per-text list of the wrong length.
+    """
+    import pandas as pd
+
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a non-empty string or list of strings")
+    clashes = [c for c in metadata if c in RESERVED]
+    if clashes:
+        raise ValueError(f"metadata names {clashes} clash with collection columns")
+    frame = pd.DataFrame({"kind": "text", "path": None, "text": texts}, index=range(len(texts)))
+    for name, value in {"lang": lang, **metadata}.items():
+        if isinstance(value, (list, tuple, pd.Series)) or hasattr(value, "__array__"):
+            if len(value) != len(texts):
+                raise ValueError(f"{name} has {len(value)} values for {len(texts)} texts")
+            frame[name] = list(value)
+        else:
+            frame[name] = value
+    return frame
+
+
 def title_from_name(path: str | Path) -> str:
     """A readable title from a file name: ``emperor_penguin_01.png`` -> ``emperor penguin``."""
     stem = _TRAILING_NUMBER.sub("", Path(path).stem) or Path(path).stem

@@ -9,13 +9,15 @@ Nothing here unpickles: arrays load with ``allow_pickle=False``, tables are Parq
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 FORMAT_NAME = "mclip-explorer-collection"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 CACHE_DIR = "cache"
 MEDIA_DIR = "media"
 # Test hook: the build kills itself (SIGKILL) when it reaches the named checkpoint.
@@ -108,11 +111,43 @@ def save_parquet(path: Path, frame: Any) -> None:
     atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Delete temporary files a killed writer left behind (``.<name>.*.tmp``)."""
+def remove_stale_temps(folder: Path, *, older_than: float = 0.0) -> None:
+    """Delete temporary files a killed writer left behind (``.<name>.*.tmp``).
+
+    Args:
+        folder: Where to look (not recursive).
+        older_than: Only files untouched for this many seconds: a live writer in another
+            process may be filling a newer one.
+    """
     if folder.is_dir():
+        limit = time.time() - older_than
         for tmp in folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime <= limit:
+                    tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def write_lock(folder: Path) -> Iterator[None]:
+    """Hold the collection's writer lock: one process commits at a time (POSIX ``flock``).
+
+    The kernel drops the lock when its process dies, so a killed writer never leaves it held.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; the generation check still applies
+        yield
+        return
+    with (folder / LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CollectionError(f"{folder} is being written by another process; try again "
+                                  "when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -229,7 +264,6 @@ def commit(folder: Path, manifest: dict[str, Any]) -> None:
         for old in folder.glob(f"{stem}.*{suffix}"):
             if old.name not in keep:
                 old.unlink(missing_ok=True)
-    remove_stale_temps(folder)
 
 
 def prepare_out(out: str | Path, *, create: bool = True) -> Path:
@@ -241,10 +275,8 @@ def prepare_out(out: str | Path, *, create: bool = True) -> Path:
         ours = (folder / MANIFEST).exists() or (folder / CACHE_DIR).is_dir()
         if not ours:
             raise CollectionError(f"out folder is not empty and not a collection: {folder}")
-    if not create:
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -292,6 +324,29 @@ def write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
     Returns:
         ``embeddings`` in the stored precision, so memory matches what a reopen would load.
     """
+    with write_lock(folder):
+        _check_current(folder, int(manifest["generation"]))
+        remove_stale_temps(folder)
+        return _write_generation(folder, manifest, roles, items=items, embeddings=embeddings,
+                                 coords=coords, stretch=stretch, indexes=indexes)
+
+
+def _check_current(folder: Path, generation: int) -> None:
+    """Refuse to commit over a state this process has not seen (a lost update)."""
+    try:
+        on_disk = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["generation"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return  # no (readable) collection yet: a build creates or replaces it
+    if on_disk != generation:
+        raise CollectionError(
+            f"{folder} was changed by another process since it was opened (generation "
+            f"{on_disk}, this copy has {generation}); open it again and repeat the change"
+        )
+
+
+def _write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
+                      items: pd.DataFrame, embeddings: np.ndarray, coords: np.ndarray,
+                      stretch: np.ndarray, indexes: dict[str, Any]) -> np.ndarray:
     generation = int(manifest["generation"]) + 1
     dtype = np.float16 if manifest["precision"] == "float16" else np.float32
     stored = embeddings.astype(dtype, copy=False)

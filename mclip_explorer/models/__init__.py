@@ -88,7 +88,7 @@ def load_model(
     elif Path(name).expanduser().exists() or "/" in name:
         from mclip_explorer.models.st_clip import spec_for_path
 
-        spec = spec_for_path(name)
+        spec = spec_for_path(name, weights_dir=weights_dir)
     else:
         spec = get_spec(name)  # raises UnknownModelError with the valid names
     module_name, function = LOADERS[spec.family].split(":")

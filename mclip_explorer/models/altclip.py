@@ -64,12 +64,13 @@ def load(
         raise TypeError(f"{spec.name} keeps both towers in one checkpoint: pass its folder once")
     folder = local_repo(spec.text_repo, image if image is not None else text, weights_dir)
     # Check the config before reading weights: a wrong model fails on what makes it wrong.
-    config = AltCLIPConfig.from_pretrained(folder)
+    config = AltCLIPConfig.from_pretrained(folder).to_dict()
+    dim, size = config.get("projection_dim"), config.get("vision_config", {}).get("image_size")
     wrong = []
-    if int(config.projection_dim) != spec.dim:
-        wrong.append(f"projection dim {config.projection_dim} (expected {spec.dim})")
-    if int(config.vision_config.image_size) != spec.image_size:
-        wrong.append(f"image size {config.vision_config.image_size} (expected {spec.image_size})")
+    if dim != spec.dim:
+        wrong.append(f"projection dim {dim} (expected {spec.dim})")
+    if size != spec.image_size:
+        wrong.append(f"image size {size} (expected {spec.image_size})")
     if wrong:
         raise PairingError(f"{spec.name}: {folder} holds another model: " + "; ".join(wrong))
     model = AltCLIPModel.from_pretrained(folder)

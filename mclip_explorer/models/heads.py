@@ -162,7 +162,7 @@ def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any]]:
     }
     for package in ("numpy.core", "numpy._core"):
         allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
     return allowed
 
 

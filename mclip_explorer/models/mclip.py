@@ -146,10 +146,9 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(safetensors))
         if binary.is_file():
-            try:
-                return torch.load(binary, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # a pre-zip (legacy format) checkpoint cannot be memory-mapped
-                return torch.load(binary, map_location="cpu", weights_only=True)
+            # Not memory-mapped: the model adopts these tensors (assign=True below), and a
+            # file-backed parameter would crash the process if the file were truncated later.
+            return torch.load(binary, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors/torch raise many types for a damaged file
         raise BadWeightsError(f"cannot read the weights in {folder}: {exc}") from exc
     raise WeightsNotFoundError(f"{folder} holds no weights: expected one of {WEIGHT_FILES}")
@@ -200,7 +199,15 @@ def build_transformer(
         no_init_weights = nullcontext  # type: ignore[assignment]
     with no_init_weights():
         model = AutoModel.from_config(config)
-    result = model.load_state_dict(state, strict=False)
+    try:
+        # assign=True adopts the loaded tensors instead of copying them, so a 2.2 GB checkpoint
+        # is not held twice (the uninitialised parameters were never touched).
+        result = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # shape mismatches
+        raise BadWeightsError(
+            f"the transformer weights in {folder} do not fit a {config.model_type} of hidden size "
+            f"{config.hidden_size}: {exc}"
+        ) from exc
     missing = [k for k in result.missing_keys if not k.startswith("pooler.")]
     if missing or result.unexpected_keys:
         raise BadWeightsError(

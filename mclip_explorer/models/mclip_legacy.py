@@ -134,8 +134,8 @@ def load(
                         visual=visual, transform=transform, device=torch_device, dtype=dtype)
 
 
-def load_hf_text(folder: str, repo: str) -> tuple[Any, torch.nn.Module]:
-    """Tokenizer and bare transformer from a local folder or the Hugging Face cache."""
+def load_hf_text(folder: str, repo: str) -> tuple[Any, Any]:
+    """Tokenizer and bare transformer (a ``PreTrainedModel``) from a folder or the HF cache."""
     from transformers import AutoModel, AutoTokenizer
 
     try:

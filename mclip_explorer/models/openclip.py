@@ -84,7 +84,9 @@ def _create_checked(
     if arch is None or open_clip.get_model_config(arch) is None:
         raise UnknownModelError(f"{spec.name}: {arch!r} is not an open_clip architecture")
     reference = open_clip.get_model_config(arch)
-    quick_gelu = bool(reference.get("quick_gelu", False))
+    # QuickGELU if the architecture says so (``-quickgelu``) or the tag's weights were trained so.
+    tag_cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+    quick_gelu = bool(reference.get("quick_gelu") or tag_cfg.get("quick_gelu"))
     where = _locate(spec.image_repo, override, weights_dir)
     try:
         if where.is_file():
@@ -98,7 +100,10 @@ def _create_checked(
             model = open_clip.create_model(
                 f"local-dir:{where}", force_quick_gelu=quick_gelu, device="cpu", **extra
             )
-    except (RuntimeError, KeyError) as exc:
+    except PairingError:
+        raise
+    except (RuntimeError, KeyError, ValueError, AssertionError) as exc:
+        # open_clip reports shape mismatches as RuntimeError, KeyError or even AssertionError.
         raise PairingError(
             f"{spec.name}: the weights at {where} do not fit the {arch} ({tag}) tower it must "
             f"pair with: {exc}"
@@ -116,7 +121,7 @@ def _locate(repo: str, override: str | Path | None, weights_dir: str | Path | No
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo, allow_patterns=[CONFIG_NAME, *WEIGHT_NAMES]))
-    except Exception as exc:  # noqa: BLE001 - any hub failure means the same thing to a user
+    except Exception as exc:  # any hub failure means the same to a user
         raise WeightsNotFoundError(hub_hint(repo)) from exc
 
 
@@ -184,7 +189,8 @@ def _check_model(spec: ModelSpec, model: Any, quick_gelu: bool, where: Path) -> 
     if quick_gelu and not any(isinstance(m, QuickGELU) for m in model.modules()):
         wrong.append("activations are GELU, but these weights were trained with QuickGELU")
     if wrong:
-        raise PairingError(f"{spec.name}: the tower built from {where} is wrong: " + "; ".join(wrong))
+        raise PairingError(f"{spec.name}: the tower built from {where} is wrong: "
+                           + "; ".join(wrong))
 
 
 def _local_text_cfg(
@@ -205,8 +211,13 @@ def _local_text_cfg(
 
 # --------------------------------------------------------------------------- whole models
 def spec_for(name: str) -> ModelSpec:
-    """The spec of ``open_clip:ARCH/PRETRAINED``, e.g. ``open_clip:xlm-roberta-base-ViT-B-32/
-    laion5b_s13b_b90k``; raises :class:`UnknownModelError` naming the valid choices."""
+    """The spec of ``open_clip:ARCH/PRETRAINED`` (a pretrained tag with a hub repo).
+
+    Example: ``open_clip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k``.
+
+    Raises:
+        UnknownModelError: Unknown architecture or tag; the message names the valid choices.
+    """
     import open_clip
 
     body = name[len(PREFIX):] if name.startswith(PREFIX) else name

@@ -34,6 +34,7 @@ class HFImageTransform:
         self.image_processor = image_processor
 
     def __call__(self, image: Any) -> torch.Tensor:
+        """Preprocess one RGB image."""
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
 
     def __repr__(self) -> str:
@@ -67,7 +68,7 @@ def local_repo(repo: str, override: str | Path | None, weights_dir: str | Path |
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo))
-    except Exception as exc:  # noqa: BLE001 - any hub failure means the same thing to a user
+    except Exception as exc:  # any hub failure means the same to a user
         raise WeightsNotFoundError(hub_hint(repo)) from exc
 
 
@@ -99,8 +100,12 @@ class StudentText:
 
         modules = _modules(folder)
         types = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
-        if types[0] != "Transformer" or "Pooling" not in types:
-            raise UnknownModelError(f"{folder}: expected Transformer -> Pooling -> Dense, got {types}")
+        # Normalize is a no-op here (every output is normalised); anything else would be ignored
+        # silently, so refuse it.
+        if (types[0] != "Transformer" or "Pooling" not in types
+                or set(types) - {"Transformer", "Pooling", "Dense", "Normalize"}):
+            raise UnknownModelError(
+                f"{folder}: expected Transformer -> Pooling -> Dense modules, got {types}")
         root = folder / modules[0].get("path", "")
         self.tokenizer = AutoTokenizer.from_pretrained(root)
         self.transformer = AutoModel.from_pretrained(root).eval()
@@ -115,13 +120,16 @@ class StudentText:
         self.dim = _output_dim(self.dense, self.transformer.config)
 
     def modules(self) -> dict[str, torch.nn.Module]:
+        """Modules whose weights identify this tower."""
         return {"text.transformer": self.transformer, "text.dense": self.dense}
 
     def to(self, device: torch.device) -> None:
+        """Move the tower to ``device``."""
         self.transformer.to(device)
         self.dense.to(device)
 
     def __call__(self, texts: list[str], device: torch.device, tower: str) -> torch.Tensor:
+        """Raw embeddings of ``texts``; ``tower`` names the model in truncation warnings."""
         batch = tokenize(self.tokenizer, texts, self.max_tokens, tower, device)
         names = self.tokenizer.model_input_names
         hidden = self.transformer(**{k: v for k, v in batch.items() if k in names})[0]
@@ -176,8 +184,10 @@ def _dense(folder: Path) -> torch.nn.Module:
 
 
 def _output_dim(dense: torch.nn.Sequential, config: Any) -> int:
-    linears = [m for m in dense.modules() if hasattr(m, "out_features")]
-    return int(linears[-1].out_features) if linears else int(config.hidden_size)
+    import torch
+
+    linears = [m for m in dense.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1].out_features if linears else int(config.hidden_size)
 
 
 class ClipText:
@@ -190,12 +200,15 @@ class ClipText:
         self.dim = int(model.config.projection_dim)
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {}  # the same CLIPModel is already fingerprinted as the image tower
+        """None of its own: the same CLIPModel is fingerprinted as the image tower."""
+        return {}
 
     def to(self, device: torch.device) -> None:
+        """Move the tower to ``device``."""
         self.model.to(device)
 
     def __call__(self, texts: list[str], device: torch.device, tower: str) -> torch.Tensor:
+        """Raw embeddings of ``texts``; ``tower`` names the model in truncation warnings."""
         batch = tokenize(self.tokenizer, texts, self.max_tokens, tower, device)
         return features(self.model.get_text_features(**batch))
 

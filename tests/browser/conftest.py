@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0
         if process.poll() is not None:
             raise RuntimeError(f"JupyterLab exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own 127.0.0.1 server
+            with urllib.request.urlopen(url, timeout=2):  # our own 127.0.0.1 server
                 return
         except OSError:
             time.sleep(0.3)
@@ -68,13 +69,12 @@ def write_notebook(path: Path, code: str) -> None:
     path.write_text(json.dumps(notebook), encoding="utf-8")
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A JupyterLab server on 127.0.0.1 with an empty token, serving a fresh folder."""
-    root = tmp_path_factory.mktemp("lab")
+@contextmanager
+def running_lab(root: Path) -> Iterator[dict[str, Any]]:
+    """Run JupyterLab on 127.0.0.1 (empty token, no news toast) serving ``root``."""
     settings = root / ".settings"
     notify = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    notify.parent.mkdir(parents=True)
+    notify.parent.mkdir(parents=True, exist_ok=True)
     notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     port = _free_port()
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings),
@@ -99,9 +99,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         log.close()
 
 
-@pytest.fixture(scope="session")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Debian's chromium through Playwright (never a downloaded browser)."""
+@contextmanager
+def chromium(user_dir: Path) -> Iterator[Any]:
+    """A Playwright persistent context on Debian's chromium (never a downloaded browser)."""
     if not Path(CHROMIUM).is_file() and shutil.which(CHROMIUM) is None:
         pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM}: run "
                     "`apt-get install -y chromium fonts-dejavu-core` (or set MCLIP_CHROMIUM)",
@@ -110,8 +110,8 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium")), executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS, headless=True, viewport={"width": 1300, "height": 1400},
+            str(user_dir), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1300, "height": 1400},
         )
         try:
             yield context
@@ -119,27 +119,49 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             context.close()
 
 
-@pytest.fixture(scope="session")
-def explorer(lab: dict[str, Any], browser_context: Any) -> Iterator[Any]:
-    """The page with the notebook run and the widget's map drawn."""
-    write_notebook(lab["root"] / "explore.ipynb",
-                   NOTEBOOK_CODE.format(repo=str(REPO), root=str(lab["root"] / "toy")))
-    page = browser_context.new_page()
+def open_notebook(context: Any, lab: dict[str, Any], name: str, code: str,
+                  timeout_ms: int = 60_000) -> Any:
+    """Write a one-cell notebook, open it in a new page, run it; the page once the map is drawn."""
+    write_notebook(lab["root"] / name, code)
+    page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{lab['url']}/lab/tree/explore.ipynb")
+    page.goto(f"{lab['url']}/lab/tree/{name}")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
+                           " && window.jupyterapp.shell.currentWidget.sessionContext",
+                           timeout=60_000)
     page.wait_for_function(
         "() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status"
         " === 'idle'", timeout=60_000)
+    page.page_errors = errors
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     try:
-        page.wait_for_selector(".mx-map[data-ready='true']", timeout=60_000)
+        page.wait_for_selector(".mx-map[data-ready='true']", timeout=timeout_ms)
     except Exception as exc:
         raise AssertionError(f"the widget's map never rendered; page errors: {errors}; "
                              f"see {lab['log']}") from exc
-    page.page_errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A JupyterLab server on 127.0.0.1 with an empty token, serving a fresh folder."""
+    with running_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's chromium through Playwright."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as context:
+        yield context
+
+
+@pytest.fixture(scope="session")
+def explorer(lab: dict[str, Any], browser_context: Any) -> Iterator[Any]:
+    """The page with the notebook run and the widget's map drawn."""
+    code = NOTEBOOK_CODE.format(repo=str(REPO), root=str(lab["root"] / "toy"))
+    page = open_notebook(browser_context, lab, "explore.ipynb", code)
     yield page
     page.close()
 

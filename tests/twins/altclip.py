@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.twins.st import CORPUS, corpus_alphabet
 
@@ -15,7 +16,7 @@ ALTCLIP_REPOS = ("BAAI/AltCLIP-m9", "BAAI/AltCLIP")
 XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
-def xlmr_tokenizer():  # noqa: ANN201 - transformers type, imported lazily
+def xlmr_tokenizer() -> Any:
     """An XLM-R (Unigram) tokenizer trained on :data:`CORPUS` in a fraction of a second."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import XLMRobertaTokenizer

@@ -1,4 +1,4 @@
-"""Tiny twins of the open_clip repos: the four image towers M-CLIP pairs with, and LAION's XLM-R CLIP.
+"""Tiny twins of open_clip repos: the four image towers M-CLIP pairs with, and LAION's XLM-R CLIP.
 
 Each folder has the hub repo's layout (``open_clip_config.json`` + ``open_clip_model.safetensors``),
 the real output dim and image size, and tiny widths/depths so all of them build in about a second.
@@ -7,6 +7,7 @@ the real output dim and image size, and tiny widths/depths so all of them build 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,12 @@ def write_open_clip_repo(folder: Path, model_cfg: dict[str, Any], seed: int = 0)
     config = {"model_cfg": model_cfg, "preprocess_cfg": OPENAI_PREPROCESS}
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     torch.manual_seed(seed)
-    model = open_clip.create_model(f"local-dir:{folder}", device="cpu")
+    # open_clip logs "no CLIP weights found" at WARNING: expected here, as the weights are new.
+    logging.disable(logging.WARNING)
+    try:
+        model = open_clip.create_model(f"local-dir:{folder}", device="cpu", pretrained_text=False)
+    finally:
+        logging.disable(logging.NOTSET)
     state = {key: value.contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 ST_TEXT_REPO = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 ST_IMAGE_REPO = "sentence-transformers/clip-ViT-B-32"
@@ -20,7 +21,7 @@ ST_IMAGE_REPO = "sentence-transformers/clip-ViT-B-32"
 SCRIPT_SAMPLES: dict[str, str] = {
     "latin": "A photo of a cat sleeping on a red chair",
     "cyrillic": "Фотография кошки, спящей на красном стуле",
-    "greek": "Μια φωτογραφία μιας γάτας που κοιμάται",
+    "greek": "Μια φωτογραφία μιας γάτας που κοιμάται",  # noqa: RUF001
     "arabic": "صورة قطة نائمة على كرسي أحمر",
     "hebrew": "תמונה של חתול ישן על כיסא אדום",
     "devanagari": "लाल कुर्सी पर सोती हुई बिल्ली की तस्वीर",
@@ -39,7 +40,7 @@ def corpus_alphabet() -> list[str]:
 
 
 def write_wordpiece(folder: Path) -> int:
-    """Train a cased multilingual WordPiece vocabulary into ``folder/vocab.txt``; returns its size."""
+    """Train a cased multilingual WordPiece vocabulary into ``folder/vocab.txt``; return size."""
     from tokenizers import BertWordPieceTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,13 +51,14 @@ def write_wordpiece(folder: Path) -> int:
     return tokenizer.get_vocab_size()
 
 
-def clip_tokenizer():  # noqa: ANN201 - transformers type, imported lazily
+def clip_tokenizer() -> Any:
     """The real CLIP BPE tokenizer (49,408 tokens) built from open_clip's merges file."""
     import open_clip
     from transformers import CLIPTokenizer
 
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    with gzip.open(bpe, "rt", encoding="utf-8") as file:
+        merges = file.read().split("\n")[1 : 49152 - 256 - 2 + 1]
     pairs = [tuple(line.split()) for line in merges]
     tokens = list(_bytes_to_unicode().values())
     tokens += [v + "</w>" for v in tokens] + ["".join(pair) for pair in pairs]
@@ -94,9 +96,9 @@ def build_st_text(folder: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
     DistilBertModel(config).save_pretrained(folder)
     modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(
+            [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Dense", "Dense")])
     ]
     (folder / "modules.json").write_text(json.dumps(modules, indent=2))
     (folder / "sentence_bert_config.json").write_text(
@@ -118,7 +120,7 @@ def build_st_text(folder: Path, seed: int = 0) -> None:
 
 
 def write_st_clip(folder: Path, seed: int = 0) -> None:
-    """A sentence-transformers CLIP folder: ``modules.json`` + ``0_CLIPModel`` (model + processor)."""
+    """A sentence-transformers CLIP folder: ``modules.json`` + ``0_CLIPModel`` (model, processor)"""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The main job: set up, build the bundled sample collection (308 public-domain clip-art images),
+# and open the explorer in JupyterLab (notebooks/01-quickstart.ipynb).
+#
+#   MCLIP_EXPLORER_MODEL=NAME   model to use (default clip-ViT-B-32-multilingual-v1; see
+#                               `mclip-explorer models`). Its weights come from the Hugging Face
+#                               Hub or $MCLIP_EXPLORER_WEIGHTS. If the default model's weights
+#                               cannot be had (offline), the built-in "toy" model is used instead
+#                               and a banner says so.
+#   QUICKSTART_NO_LAB=1         build and run a few searches, but do not start JupyterLab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+. .venv/bin/activate
+
+model="${MCLIP_EXPLORER_MODEL:-clip-ViT-B-32-multilingual-v1}"
+if ! mclip-explorer build --sample --model "$model" --out "notebooks/collections/sample-$model"; then
+  if [ -n "${MCLIP_EXPLORER_MODEL:-}" ]; then
+    exit 2  # the user chose this model: its error above says what is wrong
+  fi
+  cat >&2 <<MSG
+
+  ============================================================================================
+  The weights of $model could not be loaded (no network access to the Hugging Face Hub,
+  and nothing under \$MCLIP_EXPLORER_WEIGHTS). Continuing with the built-in "toy" model, which
+  only knows colours (colour words in 14 languages, colour histograms of images): the explorer
+  works, but its results are about colour alone. To use the real model, run this script once
+  with network access, or see README "Where the weights come from".
+  ============================================================================================
+
+MSG
+  model="toy"
+  mclip-explorer build --sample --model "$model" --out "notebooks/collections/sample-$model"
+fi
+out="notebooks/collections/sample-$model"
+
+echo "== a few searches in $out:"
+for query in "a red apple" "красный" "赤" "ein Haus"; do
+  echo "-- $query"
+  mclip-explorer search "$out" "$query" -k 3
+done
+
+if [ "${QUICKSTART_NO_LAB:-0}" = 1 ]; then
+  exit 0
+fi
+export MCLIP_EXPLORER_MODEL="$model" MCLIP_EXPLORER_OUT="collections"
+allow_root=""
+[ "$(id -u)" = 0 ] && allow_root="--allow-root"
+echo "== starting JupyterLab on notebooks/01-quickstart.ipynb (Ctrl-C to stop)"
+exec jupyter lab $allow_root notebooks/01-quickstart.ipynb
