@@ -22,7 +22,7 @@ PATH_KEYS = ("text", "image", "head")
 
 
 def available_models() -> pd.DataFrame:
-    """One row per registry model: name, dim, languages, image tower, where its weights come from."""
+    """One row per registry model: name, dim, languages, towers, where its weights come from."""
     import pandas as pd
 
     rows = [

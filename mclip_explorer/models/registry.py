@@ -121,7 +121,12 @@ REGISTRY: dict[str, ModelSpec] = {
               languages=MCLIP_2022_LANGUAGES, text_repo="M-CLIP/XLM-Roberta-Large-Vit-B-16Plus",
               image_repo="timm/vit_base_patch16_plus_clip_240.laion400m_e32",
               image_arch="ViT-B-16-plus-240", image_pretrained="laion400m_e32", image_size=240,
-              text_max_tokens=512, source=_HUB),
+              text_max_tokens=512,
+              source=f"{_HUB} (text); image tower: open_clip release file "
+                     "vit_b_16_plus_240-laion400m_e32-699c4b84.pt, see docs/models.md",
+              notes="The Hub holds only the e31 weights of ViT-B-16-plus-240 (open_clip maps "
+                    "e32 to that repo too); pass image=<e32 .pt> or put it in the weights "
+                    "folder under timm/vit_base_patch16_plus_clip_240.laion400m_e32/."),
         _spec(name="LABSE-Vit-L-14", family="mclip", dim=768,
               languages=MCLIP_2022_LANGUAGES, text_repo="M-CLIP/LABSE-Vit-L-14",
               image_repo="timm/vit_large_patch14_clip_224.openai",

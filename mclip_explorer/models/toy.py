@@ -30,7 +30,8 @@ COLOURS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
     "orange": ((245, 140, 20), ("orange", "naranja", "arancione", "оранжевый", "πορτοκαλί",
                                 "برتقالي", "כתום", "नारंगी", "橙", "オレンジ", "주황", "ส้ม")),
     "yellow": ((240, 220, 30), ("yellow", "gelb", "jaune", "amarillo", "giallo", "жёлтый",
-                                "желтый", "κίτρινο", "أصفر", "צהוב", "पीला", "黄", "노란", "เหลือง")),
+                                "желтый", "κίτρινο", "أصفر", "צהוב", "पीला", "黄", "노란",
+                                "เหลือง")),
     "green": ((40, 170, 50), ("green", "grün", "vert", "verde", "зелёный", "зеленый",
                               "πράσινο", "أخضر", "ירוק", "हरा", "绿", "緑", "초록", "เขียว")),
     "blue": ((30, 70, 210), ("blue", "blau", "bleu", "azul", "blu", "синий", "μπλε", "أزرق",
@@ -67,13 +68,17 @@ class ToyEncoder(Encoder):
         self.text_max_tokens = 64
         self.languages = TOY_LANGUAGES
         self.seed = seed
-        self._lexicon = {w.casefold(): i for i, (_, ws) in enumerate(COLOURS.values()) for w in ws}
+        self._lexicon = {
+            w.casefold(): i for i, (_, ws) in enumerate(COLOURS.values()) for w in ws
+        }
         rest = dim - len(_NAMES)
         rng = np.random.default_rng(seed)
-        self._texture = rng.standard_normal((image_size * image_size // 16, rest)).astype(np.float32)
+        blocks = image_size * image_size // 16
+        self._texture = rng.standard_normal((blocks, rest)).astype(np.float32)
 
     @property
     def fingerprint(self) -> str:
+        """Hash of the lexicon and parameters (the toy model has no weights)."""
         key = f"toy:v1:{self.dim}:{self.image_size}:{self.seed}:{sorted(self._lexicon.items())}"
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -122,6 +127,7 @@ class ToyEncoder(Encoder):
         errors: ErrorMode = "report",
         progress: bool = False,
     ) -> Iterator[ImageBatch]:
+        """Embed images in the main process, batch by batch (see :class:`Encoder`)."""
         del num_workers, progress  # decoding a 32x32 histogram is cheaper than a process
         _check_batch_size(batch_size)
         for start in range(0, len(images), batch_size):
