@@ -138,7 +138,8 @@ def end_to_end(
             first_at, first_count = time.perf_counter() - start, len(batch.indices)
     total = time.perf_counter() - start
     assert np.isfinite(out).all(), "a benchmark image failed to encode"
-    steady = (len(paths) - first_count) / (total - first_at) if total > first_at else float("nan")
+    later = len(paths) - first_count
+    steady = later / (total - first_at) if later and total > first_at else float("nan")
     return {"rate": len(paths) / total, "first_batch_s": first_at, "steady_rate": steady}, out
 
 
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                     "cpu": platform.processor() or platform.machine(), "cores": cores,
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_average_1min": os.getloadavg()[0]},
         "args": {k: str(v) for k, v in vars(args).items()},
         "images": {}, "texts": {},
     }

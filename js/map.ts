@@ -1,7 +1,8 @@
 // The plotly scattergl map: one trace per colour category (so the legend works), a text-item
-// trace, two overlay traces (highlight, selection), and the queries as layout shapes, so adding
-// a query never re-computes the big traces.
+// trace and two overlay traces (highlight, selection). Queries go on a separate layer
+// (overlay.ts) so adding one never re-renders the points.
 import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
+import { QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
 import { idsInBox, idsInLasso } from "./selection.ts";
 
@@ -53,11 +54,6 @@ function markerSize(n: number): number {
   return n < 2_000 ? 8 : n < 50_000 ? 5 : n < 300_000 ? 3 : 2;
 }
 
-function escapeHtml(text: string): string {
-  // Plotly annotations render a little HTML; a query is text only.
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
 export class ExplorerMap {
   private gd: PlotlyHTMLElement | null = null;
   private traceIndex: (Uint32Array | null)[] = [];
@@ -66,12 +62,14 @@ export class ExplorerMap {
   private overlays = { highlight: -1, selection: -1 };
   private layout: Record<string, unknown>;
   private selectTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly overlay: QueryOverlay;
 
   constructor(
     private readonly el: HTMLElement,
     private readonly points: Points,
     private readonly handlers: MapHandlers,
   ) {
+    this.overlay = new QueryOverlay(el.parentElement ?? el);
     let maxId = 0;
     for (const id of points.ids) maxId = Math.max(maxId, id);
     this.rowOf = new Int32Array(maxId + 1).fill(-1);
@@ -87,8 +85,6 @@ export class ExplorerMap {
       xaxis: { showgrid: false, zeroline: false, showticklabels: false },
       yaxis: { showgrid: false, zeroline: false, showticklabels: false, scaleanchor: "x" },
       plot_bgcolor: "#fff",
-      shapes: [],
-      annotations: [],
     };
   }
 
@@ -101,6 +97,7 @@ export class ExplorerMap {
     } else {
       await Plotly.react(this.el, this.traces, this.layout, config);
     }
+    this.overlay.setView(viewOf(this.gd?._fullLayout, undefined));
   }
 
   /** Item id -> map position, or null if the item is not on the map. */
@@ -124,25 +121,7 @@ export class ExplorerMap {
   }
 
   async setQueries(queries: QueryResult[]): Promise<void> {
-    const shapes: object[] = [];
-    const annotations: object[] = [];
-    for (const q of queries) {
-      for (let i = 0; i < q.ids.length; i++) {
-        const nx = q.xy[2 * i];
-        const ny = q.xy[2 * i + 1];
-        shapes.push({ type: "line", x0: q.x, y0: q.y, x1: nx, y1: ny, opacity: 0.55,
-          line: { color: q.colour, width: 1.5 } });
-        shapes.push({ type: "circle", xsizemode: "pixel", ysizemode: "pixel", xanchor: nx,
-          yanchor: ny, x0: -7, x1: 7, y0: -7, y1: 7, line: { color: q.colour, width: 2.5 } });
-      }
-      shapes.push({ type: "path", xsizemode: "pixel", ysizemode: "pixel", xanchor: q.x,
-        yanchor: q.y, path: "M 0 -11 L 11 0 L 0 11 L -11 0 Z", fillcolor: q.colour,
-        line: { color: "#fff", width: 2 } });
-      annotations.push({ x: q.x, y: q.y, yshift: 20, showarrow: false, text: escapeHtml(q.label),
-        font: { color: q.colour, size: 13 }, bgcolor: "rgba(255,255,255,0.85)" });
-    }
-    this.layout = { ...this.layout, shapes, annotations };
-    if (this.gd) await Plotly.relayout(this.el, { shapes, annotations });
+    this.overlay.setQueries(queries);
   }
 
   resize(): void {
@@ -206,6 +185,9 @@ export class ExplorerMap {
       if (id !== null && data.event) this.handlers.onHover(id, data.event as MouseEvent);
     });
     gd.on("plotly_unhover", () => this.handlers.onUnhover());
+    // The query layer follows pans and zooms, during the drag and after it.
+    gd.on("plotly_relayouting", (event) => this.overlay.setView(viewOf(gd._fullLayout, event)));
+    gd.on("plotly_relayout", () => this.overlay.setView(viewOf(gd._fullLayout, undefined)));
     // Live while dragging (debounced), then once more, final, on release.
     gd.on("plotly_selecting", (data) => {
       clearTimeout(this.selectTimer);

@@ -5,17 +5,20 @@ import type { Rpc } from "./rpc.ts";
 
 export type Query = { text: string } | { id: number };
 
-export async function search(
-  rpc: Rpc, query: Query, k: number,
-): Promise<Omit<QueryResult, "qid" | "colour">> {
+export interface Found {
+  result: Omit<QueryResult, "qid" | "colour">;
+  thumbs: DataView[]; // WebP of result.ids (empty where there is none), in the same order
+}
+
+export async function search(rpc: Rpc, query: Query, k: number, thumbs: number): Promise<Found> {
   const label = "text" in query ? `searching “${query.text}”` : `searching like item ${query.id}`;
   const reply =
     "text" in query
-      ? await rpc.request("search", { text: query.text, k }, [], label)
-      : await rpc.request("search", { k }, [idsToView([query.id])], label);
+      ? await rpc.request("search", { text: query.text, k, thumbs }, [], label)
+      : await rpc.request("search", { k, thumbs }, [idsToView([query.id])], label);
   const c = reply.content;
-  const [ids, scores, xy] = reply.buffers;
-  return {
+  const [ids, scores, xy, ...images] = reply.buffers;
+  const result = {
     label: String(c.label),
     source: Number(c.source),
     x: Number(c.x),
@@ -25,4 +28,5 @@ export async function search(
     xy: toFloat32(xy),
     titles: (c.titles as string[]) ?? [],
   };
+  return { result, thumbs: images };
 }

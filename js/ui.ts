@@ -42,11 +42,13 @@ export function buildUi(el: HTMLElement, css: string): Ui {
   error.setAttribute("role", "alert");
   error.hidden = true;
   const pending = div("mx-pending");
+  const mapBox = div("mx-mapbox"); // holds the plotly map and the query layer above it
   const map = div("mx-map");
+  mapBox.append(map);
   const gallery = div("mx-gallery");
   const tooltip = div("mx-tooltip");
   tooltip.hidden = true;
-  root.append(style, bar, error, pending, map, gallery, tooltip);
+  root.append(style, bar, error, pending, mapBox, gallery, tooltip);
   el.append(root);
   return { root, input, picker, status, error, pending, map, gallery, tooltip };
 }

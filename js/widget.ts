@@ -25,16 +25,23 @@ function render({ model, el }: RenderProps<Model>): () => void {
   const waiting: string[] = [];
 
   const refresh = async (): Promise<void> => {
-    await map.setQueries(store.list);
-    await gallery.render(store.list);
+    // The map's shapes and the gallery's thumbnails are drawn side by side.
+    await Promise.all([map.setQueries(store.list), gallery.render(store.list)]);
   };
   const run = async (query: Query): Promise<void> => {
     const label = "text" in query ? query.text : `item ${query.id}`;
     waiting.push(label);
     showPending(ui, waiting);
     try {
-      store.add(await search(rpc, query, model.get("k")));
+      performance.mark("mx:query");
+      const found = await search(rpc, query, model.get("k"), model.get("thumb_size"));
+      found.thumbs.forEach((image, i) => {
+        if (image.byteLength) thumbs.put(found.result.ids[i], image);
+      });
+      store.add(found.result);
+      performance.mark("mx:reply");
       await refresh();
+      performance.mark("mx:painted");
     } catch (error) {
       showError(ui, error instanceof Error ? error.message : String(error));
     } finally {

@@ -58,10 +58,16 @@ class GpuPreprocess:
 
 
 def describe_transform(transform: Callable[[Any], Any]) -> GpuPreprocess | None:
-    """Recognise ``Compose([Resize(s), CenterCrop(s), <to RGB>, ToTensor(), Normalize(m, sd)])``.
+    """Recognise the CLIP eval recipe in a transform, or return ``None``.
 
-    Returns ``None`` for anything else, so an unknown transform is never approximated.
+    Two forms are recognised: torchvision's ``Compose([Resize(s), CenterCrop(s), <to RGB>,
+    ToTensor(), Normalize(m, sd)])`` (open_clip), and a wrapper whose ``image_processor`` is a
+    transformers CLIP-style processor configured the same way (sentence-transformers, AltCLIP).
+    Anything else returns ``None``, so an unknown transform is never approximated.
     """
+    processor = getattr(transform, "image_processor", None)
+    if processor is not None:
+        return _describe_image_processor(processor)
     try:
         from torchvision import transforms
     except ImportError:
@@ -98,6 +104,34 @@ def describe_transform(transform: Callable[[Any], Any]) -> GpuPreprocess | None:
     if len(mean) != 3 or len(std) != 3:
         return None
     return GpuPreprocess(size=size, mean=mean, std=std, interpolation=mode)  # type: ignore[arg-type]
+
+
+def _describe_image_processor(processor: Any) -> GpuPreprocess | None:
+    """A transformers image processor doing shortest-edge resize, square centre crop, mean/std."""
+
+    def field(container: Any, key: str) -> Any:
+        return container.get(key) if isinstance(container, dict) else getattr(container, key, None)
+
+    size = field(getattr(processor, "size", None) or {}, "shortest_edge")
+    crop = getattr(processor, "crop_size", None) or {}
+    # PIL's resampling constants (3 bicubic, 2 bilinear) or an InterpolationMode.
+    resample = getattr(processor, "resample", None)
+    mode = {3: "bicubic", 2: "bilinear"}.get(resample) if isinstance(resample, int) else getattr(
+        resample, "value", None)
+    mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+    plain = (getattr(processor, "do_resize", False) and getattr(processor, "do_center_crop", False)
+             and getattr(processor, "do_rescale", False)
+             and getattr(processor, "do_normalize", False)
+             and abs(float(getattr(processor, "rescale_factor", 0)) - 1 / 255) < 1e-9)
+    if not plain or not isinstance(size, int) or mode not in ("bicubic", "bilinear"):
+        return None
+    if field(crop, "height") != size or field(crop, "width") != size:
+        return None
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+        return None
+    return GpuPreprocess(size=size, mean=tuple(float(v) for v in mean),  # type: ignore[arg-type]
+                         std=tuple(float(v) for v in std),  # type: ignore[arg-type]
+                         interpolation=mode)
 
 
 def _is_rgb_conversion(step: object) -> bool:

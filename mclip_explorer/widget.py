@@ -186,6 +186,9 @@ class ExplorerWidget(anywidget.AnyWidget):
     def _search(self, rid: int, content: dict[str, Any], buffers: list[Any]) -> _Reply:
         coll = self.collection
         k = int_field(content, "k", 1, MAX_K, self.k)
+        size = int_field(content, "thumbs", 0, thumbnails.MAX_SIZE, 0)
+        if size:
+            thumbnails.check_size(size)
         if "text" in content:
             text = text_field(content, "text", max_length=MAX_QUERY_CHARS)
             if not text.strip():
@@ -211,23 +214,20 @@ class ExplorerWidget(anywidget.AnyWidget):
         reply = {"label": label, "source": source, "x": float(where[0]), "y": float(where[1]),
                  "titles": [self._title(int(i)) for i in ids]}
         xy = found[["x", "y"]].to_numpy(dtype=np.float32)
-        return reply, [to_buffer(ids, "uint32"), to_buffer(found["score"].to_numpy(), "float32"),
-                       to_buffer(xy, "float32")]
+        out = [to_buffer(ids, "uint32"), to_buffer(found["score"].to_numpy(), "float32"),
+               to_buffer(xy, "float32")]
+        if size:
+            # The gallery shows exactly these: sending them now saves a second round trip.
+            out += [self._thumb_or_empty(int(i), size) for i in ids]
+        return reply, out
 
     def _thumbs(self, _rid: int, content: dict[str, Any], buffers: list[Any]) -> _Reply:
         size = int_field(content, "size", thumbnails.MIN_SIZE, thumbnails.MAX_SIZE, self.thumb_size)
         ids = check_ids(_one_buffer(buffers), self._items, kind="image")
         if len(ids) > MAX_THUMBS:
             raise WireError(f"at most {MAX_THUMBS} thumbnails per request, got {len(ids)}")
-        images, failed = [], {}
-        for item_id in ids:
-            try:
-                images.append(thumbnails.thumbnail(self.collection, int(item_id), size,
-                                                   items=self._items))
-            except thumbnails.ThumbnailError as exc:
-                images.append(b"")
-                failed[str(int(item_id))] = str(exc)
-        return {"ids": [int(i) for i in ids], "failed": failed, "mime": "image/webp"}, images
+        images = [self._thumb_or_empty(int(i), size) for i in ids]
+        return {"ids": [int(i) for i in ids], "mime": "image/webp"}, images
 
     def _item(self, _rid: int, _content: dict[str, Any], buffers: list[Any]) -> _Reply:
         ids = check_ids(_one_buffer(buffers), self._items)
@@ -252,6 +252,16 @@ class ExplorerWidget(anywidget.AnyWidget):
         return {}, []
 
     # --------------------------------------------------------------------------- helpers
+    def _thumb_or_empty(self, item_id: int, size: int) -> bytes:
+        """A thumbnail, or empty bytes (the gallery shows a blank) for an unreadable image."""
+        if self._items["kind"].iat[item_id] != "image":
+            return b""
+        try:
+            return thumbnails.thumbnail(self.collection, item_id, size, items=self._items)
+        except thumbnails.ThumbnailError as exc:
+            _log.warning("no thumbnail for item %d: %s", item_id, exc)
+            return b""
+
     def _title(self, item_id: int) -> str:
         row = self._items.iloc[item_id]
         for key in ("title", "text"):

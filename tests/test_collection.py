@@ -133,6 +133,7 @@ def test_progress_shows_rate_and_eta(image_folder: Path, tmp_path: Path,
     Collection.build(image_folder, model="toy", out=tmp_path / "c", progress=True)
     err = capsys.readouterr().err
     assert "hashing" in err and "encoding" in err and "img/s" in err and "<" in err
+    assert "indexing" in err
 
 
 def test_build_refuses_a_folder_of_other_files(image_folder: Path, tmp_path: Path):
@@ -417,6 +418,10 @@ def test_stale_copy_cannot_overwrite_a_newer_state(coll: Collection):
     with pytest.raises(CollectionError, match="changed by another process"):
         coll.remove([2])
     assert Collection.open(coll.path).items["deleted"].tolist()[1:3] == [True, False]
+    # The refused object now shows what is on disk, not its lost change, and can go on.
+    assert coll.items["deleted"].tolist()[1:3] == [True, False]
+    coll.remove([2])
+    assert Collection.open(coll.path).items["deleted"].tolist()[1:3] == [True, True]
 
 
 def test_a_second_writer_is_refused_while_one_commits(coll: Collection):
@@ -424,6 +429,7 @@ def test_a_second_writer_is_refused_while_one_commits(coll: Collection):
 
     with write_lock(coll.path), pytest.raises(CollectionError, match="another process"):
         coll.add_texts("red")
+    assert "text" not in coll._indexes and len(coll.items) == 34  # the lost change is undone
 
 
 def test_not_a_collection(tmp_path: Path):

@@ -182,6 +182,8 @@ def test_default_parameters_reach_recall_098_on_clustered_embeddings(big):
     base, queries, index = big
     assert index.exact_recall(queries, sample=500, k=10) >= 0.98
     assert index.exact_recall(base, sample=500, k=10) >= 0.98
+    assert index.exact_recall(queries, sample=100, vectors_by_id=base) == index.exact_recall(
+        queries, sample=100)
 
 
 def test_recall_measurement_detects_a_weak_index(big):
@@ -198,13 +200,26 @@ def test_recall_measurement_detects_a_weak_index(big):
 
 
 # ---------------------------------------------------------------------------------- filters
-def test_selective_filter_is_exact(big):
+def test_selective_filter_is_exact(big, monkeypatch):
     base, queries, index = big
     allowed = np.arange(0, 8000, 7)
-    ids, scores = index.query(queries[:20], 10, allowed_ids=allowed)
+    monkeypatch.setattr(VectorIndex, "_overfetch", None)  # must not be reached
+    ids, scores = index.query(queries[:20], 10, allowed_ids=allowed, vectors_by_id=base)
     assert np.isin(ids, allowed).all()
     assert (ids == exact_topk(queries[:20], base[allowed], allowed, 10)).all()
     assert np.isfinite(scores).all()
+    # Without the caller's vectors only tiny filters are brute-forced (from hnswlib's copy).
+    tiny = allowed[: index_module.BRUTE_FORCE_MAX_STORED]
+    ids, _ = index.query(queries[:20], 10, allowed_ids=tiny)
+    assert (ids == exact_topk(queries[:20], base[tiny], tiny, 10)).all()
+
+
+def test_vectors_by_id_is_checked(big):
+    base, queries, index = big
+    with pytest.raises(ValueError, match="vectors_by_id has 10 rows"):
+        index.query(queries[:1], 10, allowed_ids=[3, 50], vectors_by_id=base[:10])
+    with pytest.raises(ValueError, match=r"shape \(N, 512\)"):
+        index.knn_graph(3, vectors_by_id=base[:, :10])
 
 
 def test_broad_filter_overfetches_and_fills_k(big, monkeypatch):
@@ -247,6 +262,10 @@ def test_knn_graph_matches_brute_force_self_first(small):
     vectors, index = small
     index.mark_deleted([5])
     ids, sims = index.knn_graph(8)
+    by_id = np.zeros((index.ids.max() + 1, 32), dtype=np.float32)
+    by_id[index.ids] = vectors[(index.ids - 5) // 2]
+    given_ids, given_sims = index.knn_graph(8, vectors_by_id=by_id)
+    assert (given_ids == ids).all() and np.allclose(given_sims, sims, atol=1e-6)
     live = index.ids
     assert ids.shape == (299, 8) and (ids[:, 0] == live).all()
     np.testing.assert_allclose(sims[:, 0], 1.0)

@@ -272,3 +272,20 @@ def test_device_decoding_end_to_end(tmp_path: Path, photos: list[Path]) -> None:
     # The PIL-path items (rotated JPEG, PNG) are bit-identical whichever path the batch took.
     tolerance = 1e-6 if DEVICE == "cpu" else 1e-2
     np.testing.assert_allclose(got[[6, 7]], expected[[6, 7]], atol=tolerance)
+
+
+def test_transformers_clip_processor_is_recognised_and_matched(photos: list[Path]) -> None:
+    transformers = pytest.importorskip("transformers")
+    from mclip_explorer.models.st_clip import HFImageTransform
+
+    processor = transformers.CLIPImageProcessor(size={"shortest_edge": SIZE},
+                                                 crop_size={"height": SIZE, "width": SIZE})
+    transform = HFImageTransform(processor)
+    spec = describe_transform(transform)
+    assert spec == GpuPreprocess(SIZE, MEAN, STD, "bicubic")
+    datas = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in photos]
+    fast = preprocess(decode_jpegs(datas, torch.device("cpu")), spec)  # type: ignore[arg-type]
+    reference = torch.stack([transform(load_image(p)) for p in photos])
+    assert (fast - reference).abs().max().item() <= 0.02  # one grey level, as for open_clip
+    processor.do_center_crop = False
+    assert describe_transform(HFImageTransform(processor)) is None

@@ -128,25 +128,16 @@ def self_neighbours(
     scores = np.full((len(ids), k), -np.inf, dtype=np.float32)
     batch = 1024
     for start in range(0, len(ids), batch):
-        hits = coll.search(vectors[start : start + batch], k + 1, kind=kind)
-        # Batch results name each query "vector #<position in the batch>".
-        query = start + hits["query"].str.rsplit("#", n=1).str[1].astype(np.int64).to_numpy()
-        hit = hits["id"].to_numpy(dtype=np.int64)
-        hit_position = np.where(
-            hit < len(position_of), position_of[np.minimum(hit, len(position_of) - 1)], -1
-        )
+        hit, hit_scores = coll.neighbours(vectors[start : start + batch], k + 1, kind=kind)
+        valid = (hit >= 0) & (hit < len(position_of))
+        hit_position = np.where(valid, position_of[np.where(valid, hit, 0)], -1)
+        query = start + np.arange(len(hit))[:, None]
+        # Drop the query itself and hits outside ``ids``; keep the best k of the rest in order.
         keep = (hit_position >= 0) & (hit_position != query)
-        frame = pd.DataFrame(
-            {
-                "query": query[keep],
-                "position": hit_position[keep],
-                "score": hits["score"].to_numpy(dtype=np.float32)[keep],
-            }
-        )
-        frame["slot"] = frame.groupby("query").cumcount()
-        frame = frame[frame["slot"] < k]
-        positions[frame["query"], frame["slot"]] = frame["position"]
-        scores[frame["query"], frame["slot"]] = frame["score"]
+        for row in range(len(hit)):
+            chosen = np.flatnonzero(keep[row])[:k]
+            positions[start + row, : len(chosen)] = hit_position[row, chosen]
+            scores[start + row, : len(chosen)] = hit_scores[row, chosen]
     return positions, scores
 
 

@@ -24,6 +24,8 @@ from mclip_explorer.models.base import Encoder
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mclip_explorer.collection.index import VectorIndex
+
 # Bump when the decode path (images.load_image) changes in a way that alters pixels.
 PREPROCESS_VERSION = 1
 SHARD_SIZE = 256
@@ -386,6 +388,27 @@ def normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     rest = [c for c in frame.columns if c not in store.COLUMNS]
     return frame[[*store.COLUMNS, *rest]].reset_index(drop=True)
+
+
+def index_vectors(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, *,
+                  progress: bool = False, chunk: int = 8192) -> VectorIndex:
+    """Add vectors to an index on one thread, in input order, with a progress bar.
+
+    One thread makes hnswlib's graph depend only on the data, so a resumed build ends
+    identical to an uninterrupted one (at about half the speed of two threads).
+    """
+    bar = _bar(len(ids), "indexing", "vec", progress)
+    threads, index.num_threads = index.num_threads, 1
+    try:
+        for start in range(0, len(ids), chunk):
+            index.add(ids[start:start + chunk], vectors[start:start + chunk])
+            if bar is not None:
+                bar.update(len(ids[start:start + chunk]))
+    finally:
+        index.num_threads = threads
+        if bar is not None:
+            bar.close()
+    return index
 
 
 def _bar(total: int, description: str, unit: str, enabled: bool) -> Any:

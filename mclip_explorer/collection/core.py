@@ -7,6 +7,7 @@ handling in :mod:`.search`; this module ties them together behind the public con
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.base import Encoder
+    from mclip_explorer.widget import ExplorerWidget
 
 KINDS = ("image", "text")
 PLACE_K = 10  # neighbours that place a new point on the map
@@ -92,16 +94,12 @@ class Collection:
                    np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
         coll._embeddings = vectors
         good = coll._live_ids("image")
-        index = coll._new_index()
-        # One thread while building: hnswlib's graph then depends only on the data, so a
-        # resumed build ends identical to an uninterrupted one.
-        index.num_threads = 1
-        index.add(good, vectors[good])
-        index.num_threads = -1
-        coll._indexes = {"image": index}
+        coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors[good],
+                                                         progress=progress)}
         coords = np.full((len(frame), 2), np.nan, dtype=np.float32)
         if len(good):
-            coords[good], params = _fit(index, vectors[good], good, map_method, progress)
+            coords[good], params = _fit(coll._indexes["image"], vectors[good], good, map_method,
+                                        progress)
             manifest["projection"] = params
         coll._coords = coords
         coll._stretch = np.where(np.isnan(coords[:, 0]), np.nan, 0.0).astype(np.float32)
@@ -253,6 +251,29 @@ class Collection:
         return search.result_frame(self._items, self._coords, ids, scores,
                                    labels if batch else None, kind)
 
+    def neighbours(self, vectors: np.ndarray, k: int = 10, *, ef: int | None = None,
+                   kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
+        """Array form of :meth:`search` for many vectors: ``(ids, scores)``, each ``(n, k)``.
+
+        Rows are normalised first; missing hits are padded with id -1 and score NaN.
+        """
+        from mclip_explorer.models import normalize
+
+        vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
+        return self._index(kind).query(vectors, k, ef=ef)
+
+    def thumbnail(self, item_id: int, size: int = 128) -> bytes:
+        """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""
+        from mclip_explorer.thumbnails import thumbnail
+
+        return thumbnail(self, item_id, size)
+
+    def explore(self, **kwargs: Any) -> ExplorerWidget:
+        """The explorer widget of this collection (see :func:`mclip_explorer.explore`)."""
+        from mclip_explorer.api import explore
+
+        return explore(self, **kwargs)
+
     def place(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map positions and stretch of new vectors, from their nearest images (no refit)."""
         from mclip_explorer.collection.projection import place
@@ -357,9 +378,16 @@ class Collection:
     def _commit(self, roles: set[str]) -> None:
         """Write the changed roles as a new generation and switch the manifest to it."""
         self._live.clear()
-        self._embeddings = store.write_generation(
-            self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
-            coords=self._coords, stretch=self._stretch, indexes=self._indexes)
+        try:
+            self._embeddings = store.write_generation(
+                self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
+                coords=self._coords, stretch=self._stretch, indexes=self._indexes)
+        except BaseException:
+            # Memory already holds the change that did not land: fall back to what is on disk.
+            with contextlib.suppress(CollectionError):
+                fresh = type(self)._load(self.path, self._device)
+                vars(self).update({k: v for k, v in vars(fresh).items() if k != "_encoder"})
+            raise
 
     def _live_ids(self, kind: str) -> np.ndarray:
         if kind not in KINDS:

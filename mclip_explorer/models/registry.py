@@ -125,8 +125,7 @@ REGISTRY: dict[str, ModelSpec] = {
               source=f"{_HUB} (text); image tower: open_clip release file "
                      "vit_b_16_plus_240-laion400m_e32-699c4b84.pt, see docs/models.md",
               notes="The Hub holds only the e31 weights of ViT-B-16-plus-240 (open_clip maps "
-                    "e32 to that repo too); pass image=<e32 .pt> or put it in the weights "
-                    "folder under timm/vit_base_patch16_plus_clip_240.laion400m_e32/."),
+                    "e32 to that repo too); pass image=<the e32 .pt file>."),
         _spec(name="LABSE-Vit-L-14", family="mclip", dim=768,
               languages=MCLIP_2022_LANGUAGES, text_repo="M-CLIP/LABSE-Vit-L-14",
               image_repo="timm/vit_large_patch14_clip_224.openai",

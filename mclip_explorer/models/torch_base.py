@@ -94,8 +94,9 @@ class TorchEncoder(Encoder):
     #: Device-side preprocessing for GPU JPEG decoding; ``None``: derived from
     #: ``image_transform`` when it is a recognisable torchvision ``Compose``.
     image_preprocess: GpuPreprocess | None = None
-    #: ``None``: decode plain JPEGs on the GPU when running on CUDA (``$MCLIP_EXPLORER_GPU_DECODE``
-    #: can turn it off); ``True``/``False`` force it (on CPU, ``True`` runs torchvision's decoder).
+    #: ``None``: decode plain JPEGs on the GPU when running on CUDA, unless
+    #: ``$MCLIP_EXPLORER_GPU_DECODE=0``; ``True``/``False`` decide regardless of the variable (on
+    #: CPU, ``True`` runs torchvision's decoder, which tests use to check the machinery).
     gpu_decode: bool | None = None
 
     def __init__(self, device: str | None = None, dtype: str | torch.dtype | None = None) -> None:
@@ -190,8 +191,10 @@ class TorchEncoder(Encoder):
         """The preprocessing to run on the device, or ``None`` for the all-CPU path."""
         from mclip_explorer.gpu_decode import describe_transform, gpu_decode_enabled
 
-        default = self.device.type == "cuda" if self.gpu_decode is None else self.gpu_decode
-        if not gpu_decode_enabled(default) or self.device.type not in ("cuda", "cpu"):
+        wanted = self.gpu_decode
+        if wanted is None:
+            wanted = gpu_decode_enabled(default=self.device.type == "cuda")
+        if not wanted or self.device.type not in ("cuda", "cpu"):
             return None
         return self.image_preprocess or describe_transform(self.image_transform)
 

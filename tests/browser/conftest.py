@@ -135,11 +135,16 @@ def open_notebook(context: Any, lab: dict[str, Any], name: str, code: str,
         " === 'idle'", timeout=60_000)
     page.page_errors = errors
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    failed = "[data-mime-type='application/vnd.jupyter.error']"
     try:
-        page.wait_for_selector(".mx-map[data-ready='true']", timeout=timeout_ms)
+        page.wait_for_function(
+            f"() => document.querySelector(\".mx-map[data-ready='true'], {failed}\")",
+            timeout=timeout_ms)
     except Exception as exc:
         raise AssertionError(f"the widget's map never rendered; page errors: {errors}; "
                              f"see {lab['log']}") from exc
+    if page.locator(failed).count():
+        raise AssertionError(f"the notebook cell failed:\n{page.locator(failed).inner_text()}")
     return page
 
 

@@ -23,6 +23,11 @@ TO_PIXELS = """(points) => {
 }"""
 
 
+def diamond_centre(page: Any) -> list[float]:
+    box = page.locator(".mx-overlay .mx-q path").last.bounding_box()
+    return [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]
+
+
 def gallery_ids(page: Any, label: str) -> list[int]:
     row = page.locator(f".mx-row[data-label={json.dumps(label, ensure_ascii=False)}]")
     row.locator(".mx-card").nth(K - 1).wait_for(state="attached", timeout=30_000)
@@ -78,7 +83,21 @@ def test_non_latin_query_shows_what_the_model_ranks_first(explorer: Any) -> None
                               '["score"].round(3).tolist()))')
     assert [float(s) for s in row.locator(".mx-score").all_inner_texts()] == pytest.approx(
         scores, abs=1e-3)
-    assert "красный" in explorer.locator(".mx-map .annotation-text").all_text_contents()
+    # The query's own marker, label and lines to its k images are drawn over the map.
+    layer = explorer.locator(".mx-overlay .mx-q")
+    assert layer.count() == 1 and layer.locator("line").count() == K
+    assert explorer.locator(".mx-qlabel").all_inner_texts() == ["красный"]
+    placed = kernel(explorer, 'print(json.dumps(coll.place(coll.encoder.encode_text(["красный"]))'
+                              '[0][0].tolist()))')
+    assert diamond_centre(explorer) == pytest.approx(
+        explorer.evaluate(TO_PIXELS, [placed])[0], abs=1.5)
+    # It follows the view: zoom in around the query and it stays on its spot.
+    explorer.mouse.move(*explorer.evaluate(TO_PIXELS, [placed])[0])
+    explorer.mouse.wheel(0, -300)
+    explorer.wait_for_timeout(800)  # plotly ends a wheel zoom after a pause
+    assert diamond_centre(explorer) == pytest.approx(
+        explorer.evaluate(TO_PIXELS, [placed])[0], abs=1.5)
+    explorer.locator('.mx-map .modebar-btn[data-title="Reset axes"]').click()
 
 
 def test_same_query_in_another_script_shows_the_overlap(explorer: Any) -> None:
