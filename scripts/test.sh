@@ -8,5 +8,8 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "== ruff"
 ruff check mclip_explorer tests bench
+echo "== TypeScript: strict typecheck and unit tests"
+npm run --silent typecheck
+npm test --silent
 echo "== pytest"
 python -m pytest "$@"
