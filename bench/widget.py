@@ -16,6 +16,7 @@ Usage: python bench/widget.py [--sizes 10000 100000 1000000] [--queries 12]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -112,9 +113,30 @@ ROUND_TRIP = """async (text) => {
 }"""
 
 
-def measure(context: Any, lab: dict[str, Any], n: int, queries: int) -> dict[str, Any]:
-    from tests.browser.conftest import kernel, open_notebook
+def pan_frames(page: Any, moves: int = 40) -> list[float]:
+    """Intervals (ms) between animation frames while the map is dragged (pan) by the mouse."""
+    page.locator('.mx-map .modebar-btn[data-title="Pan"]').click()
+    box = page.locator(".mx-map").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.evaluate("""() => {
+      window.__frames = []; window.__stop = false;
+      const loop = (t) => {
+        window.__frames.push(t);
+        if (!window.__stop) requestAnimationFrame(loop);
+      };
+      requestAnimationFrame(loop);
+    }""")
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    for i in range(1, moves + 1):
+        page.mouse.move(cx + 4 * i, cy + 2 * i)
+    page.mouse.up()
+    frames = page.evaluate("() => { window.__stop = true; return window.__frames; }")
+    return [b - a for a, b in itertools.pairwise(frames)]
 
+
+def count_received(context: Any) -> dict[str, int]:
+    """A counter of the websocket bytes every page of ``context`` receives."""
     received = {"bytes": 0}
 
     def on_socket(ws: Any) -> None:
@@ -122,6 +144,14 @@ def measure(context: Any, lab: dict[str, Any], n: int, queries: int) -> dict[str
             "bytes", received["bytes"] + len(payload)))
 
     context.on("page", lambda page: page.on("websocket", on_socket))
+    return received
+
+
+def measure(context: Any, lab: dict[str, Any], n: int, queries: int,
+            received: dict[str, int]) -> dict[str, Any]:
+    from tests.browser.conftest import kernel, open_notebook
+
+    received["bytes"] = 0
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-"))
     page = open_notebook(context, lab, f"bench_{n}.ipynb",
                          CELL.format(repo=str(REPO), n=n, folder=str(folder)),
@@ -139,15 +169,17 @@ def measure(context: Any, lab: dict[str, Any], n: int, queries: int) -> dict[str
         kernel_share.append(reply)
         # One query on the map at a time: every round trip does the same amount of drawing.
         page.evaluate("() => document.querySelectorAll('.mx-remove').forEach(b => b.click())")
+    pan = pan_frames(page)
     errors = list(page.page_errors)
     page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
     page.close()
     return {"n": n, "explore_to_map_s": (ready_at - t0) / 1000, "wire_bytes": wire,
             "state_bytes": state[0], "bundle_bytes": state[1],
-            "rtt_ms": times, "reply_ms": kernel_share, "page_errors": errors}
+            "rtt_ms": times, "reply_ms": kernel_share, "pan_frame_ms": pan,
+            "page_errors": errors}
 
 
-def report(results: list[dict[str, Any]], queries: int) -> str:
+def report(results: list[dict[str, Any]], queries: int, note: str = "") -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
         "## Widget (bench/widget.py)",
@@ -156,12 +188,13 @@ def report(results: list[dict[str, Any]], queries: int) -> str:
         "headless, WebGL through SwiftShader (software). Kernel side: `SyntheticCollection` "
         "(clustered 32-d vectors, brute-force search), the widget and browser are real. "
         f"Round trip: {queries} queries per size in several scripts, keypress (Enter) to the "
-        "gallery painted with its 10 thumbnails decoded; one query on the map at a time.",
+        "gallery painted with its 10 thumbnails decoded; one query on the map at a time. "
+        "Panning: 40 mouse moves of a drag over the map, intervals between animation frames.",
         "",
         "| points | binary state | bytes/point (state) | bytes received to show | "
         "explore() → map drawn | query round trip median | p90 | max | of which kernel + wire "
-        "(median) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "(median) | frame interval while panning, median / max |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         t = sorted(r["rtt_ms"])
@@ -170,7 +203,8 @@ def report(results: list[dict[str, Any]], queries: int) -> str:
             f"| {r['n']:,} | {r['state_bytes'] / 1e6:.2f} MB | {r['state_bytes'] / r['n']:.1f} | "
             f"{r['wire_bytes'] / 1e6:.2f} MB | {r['explore_to_map_s']:.2f} s | "
             f"{statistics.median(t):.0f} ms | {p90:.0f} ms | {t[-1]:.0f} ms | "
-            f"{statistics.median(r['reply_ms']):.0f} ms |")
+            f"{statistics.median(r['reply_ms']):.0f} ms | "
+            f"{statistics.median(r['pan_frame_ms']):.0f} / {max(r['pan_frame_ms']):.0f} ms |")
     bundle = results[0]["bundle_bytes"] if results else 0
     lines += [
         "",
@@ -180,6 +214,8 @@ def report(results: list[dict[str, Any]], queries: int) -> str:
         "widget) and JupyterLab's own messages. Target: round trip <= 300 ms at 100k points.",
         "",
     ]
+    if note:
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -188,6 +224,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=12)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "_bench_widget.md")
+    parser.add_argument("--note", default="", help="a line about the run, added to the report")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from tests.browser.conftest import chromium, running_lab
@@ -195,11 +232,12 @@ def main() -> None:
     results = []
     with (tempfile.TemporaryDirectory() as tmp, running_lab(Path(tmp) / "lab") as lab,
           chromium(Path(tmp) / "chromium") as context):
+        received = count_received(context)
         for n in args.sizes:
             start = time.monotonic()
-            results.append(measure(context, lab, n, args.queries))
+            results.append(measure(context, lab, n, args.queries, received))
             print(json.dumps({**results[-1], "wall_s": time.monotonic() - start}), flush=True)
-    args.out.write_text(report(results, args.queries), encoding="utf-8")
+    args.out.write_text(report(results, args.queries, args.note), encoding="utf-8")
     print(args.out.read_text(encoding="utf-8"))
 
 

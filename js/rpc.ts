@@ -13,6 +13,7 @@ interface Pending {
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout>;
   label: string;
+  quiet: boolean; // not shown as busy (hover cards would make the status line flicker)
 }
 
 export type BusyListener = (pending: number, note: string) => void;
@@ -36,6 +37,7 @@ export class Rpc {
     buffers: DataView[] = [],
     label = op,
     timeoutMs = 300_000,
+    quiet = false,
   ): Promise<Reply> {
     const rid = this.nextId++;
     return new Promise<Reply>((resolve, reject) => {
@@ -43,8 +45,8 @@ export class Rpc {
         this.settle(rid);
         reject(new Error(`${label}: no answer from the kernel after ${timeoutMs / 1000} s`));
       }, timeoutMs);
-      this.pending.set(rid, { resolve, reject, timer, label });
-      this.onBusy(this.pending.size, `${label}…`);
+      this.pending.set(rid, { resolve, reject, timer, label, quiet });
+      this.report();
       this.model.send({ rid, op, ...payload }, undefined, buffers);
     });
   }
@@ -66,7 +68,7 @@ export class Rpc {
     const p = this.pending.get(rid);
     if (!p) return;
     if (typeof content.progress === "string") {
-      this.onBusy(this.pending.size, `${p.label}: ${content.progress}…`);
+      if (!p.quiet) this.onBusy(this.busy().length, `${p.label}: ${content.progress}…`);
       return;
     }
     this.settle(rid);
@@ -78,7 +80,15 @@ export class Rpc {
     const p = this.pending.get(rid);
     if (p) clearTimeout(p.timer);
     this.pending.delete(rid);
-    const next = this.pending.values().next();
-    this.onBusy(this.pending.size, next.done ? "" : `${next.value.label}…`);
+    this.report();
+  }
+
+  private busy(): Pending[] {
+    return [...this.pending.values()].filter((p) => !p.quiet);
+  }
+
+  private report(): void {
+    const busy = this.busy();
+    this.onBusy(busy.length, busy.length ? `${busy[0].label}…` : "");
   }
 }

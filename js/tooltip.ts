@@ -79,7 +79,8 @@ export class Tooltip {
   }
 
   private async fetch(id: number): Promise<Info> {
-    const { content, buffers } = await this.rpc.request("item", {}, [idsToView([id])], "hover", 30_000);
+    const { content, buffers } = await this.rpc.request(
+      "item", {}, [idsToView([id])], "hover", 30_000, true);
     const info: Info = {
       title: String(content.title ?? ""),
       kind: String(content.kind ?? ""),

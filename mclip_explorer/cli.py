@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=_non_negative, default=None, help="decoding processes")
     build.add_argument("--precision", choices=("float16", "float32"), default="float16",
                        help="stored embedding precision")
+    build.add_argument("--map", choices=("auto", "umap", "pca"), default="auto",
+                       help="map layout: UMAP, PCA, or auto (PCA below 500 items; default)")
     _quiet(build)
 
     add = commands.add_parser("add", help="encode and add new images to a collection")
@@ -122,7 +124,7 @@ def _build(args: argparse.Namespace) -> int:
     coll = Collection.build(source, model=args.model or DEFAULT_MODEL, out=args.out,
                             batch_size=args.batch_size, num_workers=args.workers,
                             device=args.device, progress=not args.quiet,
-                            precision=args.precision)
+                            precision=args.precision, map_method=args.map)
     counts = coll.manifest["counts"]
     print(f"built {coll.path}: {counts['live']} items searchable, {counts['failed']} failed "
           f"({coll.model_name})")

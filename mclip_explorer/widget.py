@@ -33,6 +33,7 @@ from mclip_explorer._serialize import (
     to_buffer,
 )
 
+_BUNDLE = Path(__file__).parent / "static" / "widget.js"
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
@@ -47,7 +48,8 @@ class ExplorerWidget(anywidget.AnyWidget):
     items; ``results`` holds the DataFrame of every query on the map.
     """
 
-    _esm = Path(__file__).parent / "static" / "widget.js"
+    # anywidget reads the file when the class is made; without a build, __init__ says what to do.
+    _esm = _BUNDLE if _BUNDLE.is_file() else "export default {};"
 
     # Sent once: the map (binary buffers, aligned: point i is item _ids[i]).
     _coords = traitlets.Any().tag(sync=True)
@@ -85,6 +87,10 @@ class ExplorerWidget(anywidget.AnyWidget):
             thumb_size: Gallery thumbnail size in pixels (16-512).
             **kwargs: Passed on to ``anywidget.AnyWidget``.
         """
+        if not _BUNDLE.is_file():
+            raise FileNotFoundError(
+                f"the widget's JavaScript bundle {_BUNDLE} is missing: install the package with "
+                "`pip install .` (it builds the bundle) or run `npm install && npm run build`")
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         thumbnails.check_size(thumb_size)

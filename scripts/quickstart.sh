@@ -15,7 +15,7 @@ bash scripts/setup.sh
 . .venv/bin/activate
 
 model="${MCLIP_EXPLORER_MODEL:-clip-ViT-B-32-multilingual-v1}"
-if ! mclip-explorer build --sample --model "$model" --out "notebooks/collections/sample-$model"; then
+if ! mclip-explorer build --sample --map umap --model "$model" --out "notebooks/collections/sample-$model"; then
   if [ -n "${MCLIP_EXPLORER_MODEL:-}" ]; then
     exit 2  # the user chose this model: its error above says what is wrong
   fi
@@ -31,7 +31,7 @@ if ! mclip-explorer build --sample --model "$model" --out "notebooks/collections
 
 MSG
   model="toy"
-  mclip-explorer build --sample --model "$model" --out "notebooks/collections/sample-$model"
+  mclip-explorer build --sample --map umap --model "$model" --out "notebooks/collections/sample-$model"
 fi
 out="notebooks/collections/sample-$model"
 

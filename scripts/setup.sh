@@ -5,6 +5,7 @@
 # The widget's TypeScript is bundled by `npm` during the pip install (hatch-jupyter-builder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "${MCLIP_SETUP_DONE:-0}" = 1 ] && exit 0  # .ci/run already set up in this process tree
 
 TORCH_PIN="torch==2.14.1 torchvision==0.29.1"
 

@@ -365,3 +365,24 @@ def test_garbage_file_is_a_collection_error(small, tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
     with pytest.raises(CollectionError):
         VectorIndex.load(path, params)
+
+
+def test_rows_hnswlib_cannot_fill_are_padded_not_an_error(small, monkeypatch):
+    vectors, index = small
+    real = index._index
+
+    class Sparse:
+        """hnswlib as on a graph where only 5 items are reachable: it refuses larger k."""
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def knn_query(self, data, k, num_threads=1):
+            if k > 5:
+                raise RuntimeError("Cannot return the results in a contiguous 2D array.")
+            return real.knn_query(data, k=k, num_threads=num_threads)
+
+    monkeypatch.setattr(index, "_index", Sparse())
+    ids, scores = index.query(vectors[:3], 10)
+    assert (ids[:, 5:] == -1).all() and np.isnan(scores[:, 5:]).all()
+    assert (ids[:, :5] >= 0).all() and (ids[:, 0] == [5, 7, 9]).all()

@@ -259,7 +259,14 @@ def test_device_decoding_end_to_end(tmp_path: Path, photos: list[Path]) -> None:
     _photo(51, (70, 50)).save(png)
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(photos[0].read_bytes()[:300])
-    items: list[Any] = [*photos[:6], rotated, png, truncated, *photos[6:]]
+    # Progressive and 4:4:4 JPEGs take the device path too (nvJPEG batches may refuse them; then
+    # they are decoded one by one).
+    progressive = tmp_path / "progressive.jpg"
+    progressive.write_bytes(_jpeg_bytes(_photo(52, (72, 54)), progressive=True))
+    full_chroma = tmp_path / "444.jpg"
+    full_chroma.write_bytes(_jpeg_bytes(_photo(53, (66, 50)), subsampling=0))
+    items: list[Any] = [*photos[:6], rotated, png, truncated, progressive, full_chroma,
+                        *photos[6:]]
     with pytest.warns(BadImageWarning) as record:
         expected = plain.encode_images(items, batch_size=4, num_workers=2)
     with pytest.warns(BadImageWarning) as record_fast:

@@ -291,3 +291,13 @@ def test_explore_builds_a_folder_once_then_reuses_it(
     assert again.n_items == 22
     opened = explore(tmp_path / "photos.mclip", model=toy)
     assert opened.n_items == 22 and explore(opened.collection).collection is opened.collection
+
+
+def test_a_missing_bundle_says_how_to_build_it(
+    coll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mclip_explorer.widget as widget_module
+
+    monkeypatch.setattr(widget_module, "_BUNDLE", tmp_path / "widget.js")
+    with pytest.raises(FileNotFoundError, match="npm install && npm run build"):
+        ExplorerWidget(coll)

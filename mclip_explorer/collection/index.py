@@ -31,7 +31,7 @@ SPACE = "ip"
 # Below this many allowed items a filtered query is answered exactly by a matrix product over
 # the caller's vectors (``vectors_by_id``); without them, hnswlib's get_items costs about 0.1 ms
 # per item, so only tiny filters go that way.
-BRUTE_FORCE_MAX = 20_000
+BRUTE_FORCE_MAX = 5_000
 BRUTE_FORCE_MAX_STORED = 256
 _GROWTH = 1.5  # capacity factor on resize: amortises the copy hnswlib makes when growing
 _HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
@@ -254,7 +254,12 @@ class VectorIndex:
                     out_ids[:, :kk], out_scores[:, :kk] = got_ids, got_scores
                 return out_ids, out_scores
             allowed = np.unique(_as_ids(allowed_ids, "allowed_ids"))
-            allowed = allowed[np.isin(allowed, self.ids, assume_unique=True)]
+            # Sorted lookups, not np.isin against all ids: this runs on every filtered query.
+            pos = np.minimum(np.searchsorted(self._labels, allowed), len(self._labels) - 1)
+            if len(self._labels):
+                allowed = allowed[(self._labels[pos] == allowed) & ~self._dead[pos]]
+            else:
+                allowed = allowed[:0]
             if len(allowed) == 0:
                 return out_ids, out_scores
             if vectors_by_id is not None and len(allowed) <= BRUTE_FORCE_MAX:
@@ -266,15 +271,40 @@ class VectorIndex:
             return self._overfetch(vectors, k, ef, allowed, out_ids, out_scores)
 
     def _knn(self, vectors: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
-        """Run an hnswlib query for exactly ``k <= len(self)`` results; caller holds the lock."""
+        """Run an hnswlib query for ``k <= len(self)`` results; caller holds the lock.
+
+        Rows that reach fewer than ``k`` items through the graph are padded with -1 / NaN.
+        """
         self._index.set_ef(ef)
         try:
             # One query is fastest on one thread; batches share the cores.
             threads = 1 if len(vectors) == 1 else self.num_threads
-            labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads)
+            try:
+                labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads)
+            except RuntimeError:
+                # hnswlib refuses the whole batch when any row reaches fewer than k items (a
+                # sparse graph, many deletions, k close to the item count): go row by row.
+                return self._knn_rows(vectors, k)
         finally:
             self._index.set_ef(self.ef)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+    def _knn_rows(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slow path of :meth:`_knn`: widest search per row, shrinking k until hnswlib answers."""
+        labels = np.full((len(vectors), k), -1, dtype=np.int64)
+        sims = np.full((len(vectors), k), np.nan, dtype=np.float32)
+        self._index.set_ef(max(len(self), k))
+        for row, vector in enumerate(vectors):
+            kk = k
+            while kk:
+                try:
+                    got, dist = self._index.knn_query(vector, k=kk, num_threads=1)
+                except RuntimeError:
+                    kk = kk - 1 if kk < 8 else kk * 3 // 4
+                    continue
+                labels[row, :kk], sims[row, :kk] = got[0], 1.0 - dist[0]
+                break
+        return labels, sims
 
     @staticmethod
     def _brute(vectors: np.ndarray, k: int, allowed: np.ndarray, base: np.ndarray,
@@ -294,7 +324,7 @@ class VectorIndex:
         todo = np.arange(len(vectors))
         while len(todo):
             labels, scores = self._knn(vectors[todo], fetch, max(ef, fetch))
-            keep = np.isin(labels, allowed)
+            keep = allowed[np.minimum(np.searchsorted(allowed, labels), len(allowed) - 1)] == labels
             filled = keep.sum(axis=1)
             done = (filled >= k) | (fetch >= live)
             for row in np.flatnonzero(done):

@@ -77,14 +77,15 @@ def default_num_workers(device: torch.device, reads_only: bool = False) -> int:
     """Decoding processes: many on a GPU host (PIL decoding is the bottleneck), few on CPU.
 
     When the GPU decodes JPEGs (``reads_only``), workers only read files and check headers; a few
-    suffice, and more take CPU time from the main process, which feeds nvJPEG (16-core H100
-    host, ViT-B/32, 16k JPEGs: 3 workers 7.6k img/s, 6 workers 6.9k, 10 workers 6.3k).
+    suffice, and more take CPU time from the threads feeding nvJPEG (16-core H100 host,
+    ViT-B/32, 16k JPEGs, one run each: 3 workers 7.6k img/s, 6 workers 6.9k, 10 workers 6.3k;
+    with two decode threads 3 workers 7.8k, 4 workers 6.7k, 6 workers 7.2k).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     if device.type != "cuda":
         return min(2, cores)
-    return min(4, max(1, cores - 2)) if reads_only else min(16, max(1, cores - 1))
+    return min(3, max(1, cores - 2)) if reads_only else min(16, max(1, cores - 1))
 
 
 class TorchEncoder(Encoder):

@@ -126,7 +126,8 @@ def open_notebook(context: Any, lab: dict[str, Any], name: str, code: str,
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{lab['url']}/lab/tree/{name}")
+    # ?reset: a fresh workspace, or JupyterLab reopens (and runs kernels for) earlier notebooks.
+    page.goto(f"{lab['url']}/lab/tree/{name}?reset")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext",
                            timeout=60_000)

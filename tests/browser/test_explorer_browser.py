@@ -110,6 +110,7 @@ def test_same_query_in_another_script_shows_the_overlap(explorer: Any) -> None:
     assert explorer.locator(".mx-common").inner_text() == f"{common} item(s) in all 2 queries"
     assert explorer.locator(".mx-card.mx-shared-all").count() == 2 * common
     wait_painted(explorer)
+    explorer.mouse.move(2, 2)  # no hover card or modebar tip in the picture
     screenshot(explorer, "explorer-queries")
 
 
@@ -135,17 +136,45 @@ def test_box_selection_reaches_python(explorer: Any) -> None:
     explorer.mouse.down()
     explorer.mouse.move(*hi, steps=12)
     explorer.mouse.up()
-    explorer.wait_for_timeout(300)
-    got = []
-    for _ in range(50):
-        got = kernel(explorer, 'print(json.dumps(w.selection["id"].tolist()))')
-        if got:
-            break
-        explorer.wait_for_timeout(200)
-    assert sorted(got) == inside.tolist()
+    assert sorted(selected_in_python(explorer, [])) == inside.tolist()
     assert kernel(explorer, "print(json.dumps(list(w.selection.columns) == "
                             "list(coll.items.columns)))")
     screenshot(explorer, "explorer-selection")
+
+
+def selected_in_python(page: Any, before: list[int]) -> list[int]:
+    got = before
+    for _ in range(50):
+        got = kernel(page, 'print(json.dumps(w.selection["id"].tolist()))')
+        if got != before:
+            break
+        page.wait_for_timeout(200)
+    return got
+
+
+def test_lasso_selection_reaches_python(explorer: Any) -> None:
+    before = kernel(explorer, 'print(json.dumps(w.selection["id"].tolist()))')
+    coords = kernel(explorer, "print(json.dumps(coll.coords.tolist()))")
+    pixels = np.array(explorer.evaluate(TO_PIXELS, coords))
+    blue = pixels[16:20]  # the four blue images
+    centre = blue.mean(axis=0)
+    distance = np.linalg.norm(pixels - centre, axis=1)
+    for radius in np.arange(np.linalg.norm(blue - centre, axis=1).max() + 8, 120, 2):
+        # A 48-gon lies within 0.3 % of its circle: keep every point 3 px off the line.
+        if not ((distance > radius * 0.997 - 3) & (distance < radius + 3)).any():
+            break
+    else:
+        pytest.fail("no lasso around the blue images has clear edges")
+    expected = np.flatnonzero(distance < radius).tolist()
+    angles = np.linspace(0, 2 * np.pi, 49)
+    ring = centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    explorer.locator('.mx-map .modebar-btn[data-title="Lasso Select"]').click()
+    explorer.mouse.move(*ring[0])
+    explorer.mouse.down()
+    for point in ring[1:]:
+        explorer.mouse.move(*point, steps=2)
+    explorer.mouse.up()
+    assert sorted(selected_in_python(explorer, before)) == expected
 
 
 def test_click_on_a_point_runs_image_to_image_search(explorer: Any) -> None:
