@@ -404,45 +404,34 @@ def part_query(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def part_filters(args: argparse.Namespace) -> dict[str, Any]:
-    """Filtered search strategies by share of allowed items: brute force, over-fetch, callback."""
+    """Filtered search by share of allowed items: brute force, over-fetch, hnswlib callback."""
     from mclip_explorer.collection import index as index_module
 
     n = args.n or 100_000
     base, queries = split(n, seed=5)
     index, _ = build_index(base)
     rng = np.random.default_rng(0)
-    out: dict[str, Any] = {"n": n}
-    for share in (0.001, 0.01, 0.05, 0.2, 0.5, 0.9):
+    defaults = {name: getattr(index_module, name) for name in
+                ("BRUTE_FORCE_MAX", "BRUTE_FORCE_MAX_STORED", "CALLBACK_MIN_SHARE")}
+    strategies = {"brute": (n + 1, 0, 2.0), "overfetch": (0, 0, 2.0), "callback": (0, 0, 0.0),
+                  "auto": tuple(defaults.values())}
+    out: dict[str, Any] = {"n": n, "defaults": defaults}
+    for share in (0.001, 0.01, 0.05, 0.2, 0.9):
         allowed = np.sort(rng.choice(n, max(1, int(n * share)), replace=False))
-        allowed_set = set(allowed.tolist())
-        exact = np.argsort(-(queries[:100] @ base[allowed].T), axis=1)[:, :10]
-        exact_ids = allowed[exact]
+        exact = allowed[np.argsort(-(queries[:30] @ base[allowed].T), axis=1)[:, :10]]
         row: dict[str, Any] = {"allowed": len(allowed)}
-        for name, limit in (("brute", n + 1), ("overfetch", 0)):
-            index_module.BRUTE_FORCE_MAX = limit
-            index_module.BRUTE_FORCE_MAX_STORED = 0
+        for name, values in strategies.items():
+            for key, value in zip(defaults, values, strict=True):
+                setattr(index_module, key, value)
 
             def run(i: int, allowed: np.ndarray = allowed) -> Any:
-                return index.query(queries[i % 100], 10, allowed_ids=allowed, vectors_by_id=base)
+                return index.query(queries[i % 30], 10, allowed_ids=allowed, vectors_by_id=base)
 
-            got = [run(i)[0][0] for i in range(100)]
-            row[name] = {**latency(run, 100, warmup=3),
-                         "recall@10": float(np.mean([len(np.intersect1d(g, e)) / 10 for g, e in
-                                                     zip(got, exact_ids, strict=True)]))}
-        raw = index._index  # hnswlib's own filter callback, for comparison
-
-        def callback(i: int, raw: Any = raw, allowed_set: set[int] = allowed_set) -> Any:
-            raw.set_ef(64)
-            return raw.knn_query(queries[i % 100], k=10, num_threads=1,
-                                 filter=lambda label: label in allowed_set)
-
-        try:
-            got = [callback(i)[0][0] for i in range(30)]
-            row["hnswlib_filter"] = {**latency(callback, 30, warmup=1), "recall@10": float(
-                np.mean([len(np.intersect1d(g, e)) / 10 for g, e in zip(got, exact_ids[:30],
-                                                                         strict=True)]))}
-        except RuntimeError as error:  # hnswlib cannot fill k: it raises
-            row["hnswlib_filter"] = {"error": str(error)}
+            got = [run(i)[0][0] for i in range(30)]
+            row[name] = {**latency(run, 30, warmup=2), "recall@10": round(float(np.mean(
+                [len(np.intersect1d(g, e)) / 10 for g, e in zip(got, exact, strict=True)])), 4)}
+        for key, value in defaults.items():
+            setattr(index_module, key, value)
         out[str(share)] = row
         print(share, row, file=sys.stderr, flush=True)
     return out

@@ -48,7 +48,7 @@ def big() -> tuple[np.ndarray, np.ndarray, VectorIndex]:
     """8,000 clustered 512-d items at default parameters, and 500 held-out queries."""
     data = clustered(8500)
     base, queries = data[:8000], data[8000:]
-    index = VectorIndex(512)
+    index = VectorIndex(512, num_threads=1)  # one thread: the same graph on every run
     index.add(np.arange(8000), base)
     return base, queries, index
 
@@ -188,7 +188,7 @@ def test_default_parameters_reach_recall_098_on_clustered_embeddings(big):
 
 def test_recall_measurement_detects_a_weak_index(big):
     base, queries, _ = big
-    weak = VectorIndex(512, M=2, ef_construction=2, ef=1)
+    weak = VectorIndex(512, M=2, ef_construction=2, ef=1, num_threads=1)
     weak.add(np.arange(len(base)), base)
     recall = weak.exact_recall(queries, sample=500, k=10)
     assert recall < 0.9
@@ -222,9 +222,14 @@ def test_vectors_by_id_is_checked(big):
         index.knn_graph(3, vectors_by_id=base[:, :10])
 
 
-def test_broad_filter_overfetches_and_fills_k(big, monkeypatch):
+@pytest.mark.parametrize("strategy", ["callback", "overfetch"])
+def test_broad_filter_fills_k(big, monkeypatch, strategy):
     base, queries, index = big
-    monkeypatch.setattr(index_module, "BRUTE_FORCE_MAX", 100)  # force the graph path
+    monkeypatch.setattr(index_module, "BRUTE_FORCE_MAX", 100)  # force the graph paths
+    if strategy == "overfetch":
+        monkeypatch.setattr(index_module, "CALLBACK_MIN_SHARE", 1.1)
+    else:
+        monkeypatch.setattr(VectorIndex, "_overfetch", None)  # must not be reached
     allowed = np.flatnonzero(np.arange(8000) % 10 < 3)  # 30 % of the items
     ids, _ = index.query(queries[:50], 10, allowed_ids=allowed)
     assert (ids >= 0).all() and np.isin(ids, allowed).all()
@@ -377,12 +382,16 @@ def test_rows_hnswlib_cannot_fill_are_padded_not_an_error(small, monkeypatch):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def knn_query(self, data, k, num_threads=1):
+        def knn_query(self, data, k, num_threads=1, filter=None):
             if k > 5:
                 raise RuntimeError("Cannot return the results in a contiguous 2D array.")
-            return real.knn_query(data, k=k, num_threads=num_threads)
+            return real.knn_query(data, k=k, num_threads=num_threads, filter=filter)
 
     monkeypatch.setattr(index, "_index", Sparse())
     ids, scores = index.query(vectors[:3], 10)
     assert (ids[:, 5:] == -1).all() and np.isnan(scores[:, 5:]).all()
     assert (ids[:, :5] >= 0).all() and (ids[:, 0] == [5, 7, 9]).all()
+    monkeypatch.setattr(index_module, "BRUTE_FORCE_MAX_STORED", 0)
+    allowed = index.ids[::2]  # half: the filter-callback path pads the same way
+    ids, _ = index.query(vectors[:3], 10, allowed_ids=allowed)
+    assert (ids[:, 5:] == -1).all() and np.isin(ids[:, :5], allowed).all()

@@ -6,11 +6,12 @@ distance``). hnswlib stores neither ``space``, ``dim`` nor ``ef`` in its file, s
 against them before hnswlib reads a byte of it. Deleted items stay in the file, flagged; their ids
 are read back from those flags, so the index file alone says which ids are live.
 
-Filtered search (``allowed_ids``, the collection's metadata ``where``) picks its strategy by the
-share of live items allowed (measured in ``bench/collection.py``; see docs/benchmarks.md):
-a selective filter is answered exactly by brute force over the allowed vectors, a broad one by
+Filtered search (``allowed_ids``, the collection's metadata ``where``) picks its strategy by
+measurement (``bench/collection.py filters``, 100k items; see docs/benchmarks.md): a selective
+filter (up to 5,000 items) is answered exactly by brute force over the allowed vectors; a broad
+one (5 % of the items or more) by hnswlib's filter callback, which is sub-millisecond there but
+hundreds of milliseconds at 0.1 % because the walk rejects nearly every node; in between by
 over-fetching from the graph and dropping what is not allowed, widening until ``k`` are found.
-hnswlib's own filter callback is not used: it calls back into Python for every visited node.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ SPACE = "ip"
 # per item, so only tiny filters go that way.
 BRUTE_FORCE_MAX = 5_000
 BRUTE_FORCE_MAX_STORED = 256
+# At or above this share of live items allowed, hnswlib's filter callback wins (well under a
+# millisecond at 100k, 20-90 % allowed); below it the graph walk rejects too many nodes and
+# over-fetching is faster.
+CALLBACK_MIN_SHARE = 0.05
 _GROWTH = 1.5  # capacity factor on resize: amortises the copy hnswlib makes when growing
 _HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
 _NORM_TOLERANCE = 1e-2  # float16-stored embeddings come back with |norm - 1| around 1e-3
@@ -268,9 +274,24 @@ class VectorIndex:
             if len(allowed) <= BRUTE_FORCE_MAX_STORED:
                 base = self.get_vectors(allowed)
                 return self._brute(vectors, k, allowed, base, out_ids, out_scores)
+            if len(allowed) >= CALLBACK_MIN_SHARE * len(self):
+                kk = min(k, len(allowed))
+                mask = np.zeros(int(allowed[-1]) + 1, dtype=np.uint8)
+                mask[allowed] = 1
+                # A bytearray lookup is the cheapest Python call hnswlib can make per node.
+                table = bytearray(mask.tobytes())
+                size = len(table)
+
+                def accept(label: int) -> bool:
+                    return label < size and table[label] == 1
+
+                got_ids, got_scores = self._knn(vectors, kk, max(ef, kk), accept)
+                out_ids[:, :kk], out_scores[:, :kk] = got_ids, got_scores
+                return out_ids, out_scores
             return self._overfetch(vectors, k, ef, allowed, out_ids, out_scores)
 
-    def _knn(self, vectors: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+    def _knn(self, vectors: np.ndarray, k: int, ef: int,
+             accept: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run an hnswlib query for ``k <= len(self)`` results; caller holds the lock.
 
         Rows that reach fewer than ``k`` items through the graph are padded with -1 / NaN.
@@ -280,16 +301,18 @@ class VectorIndex:
             # One query is fastest on one thread; batches share the cores.
             threads = 1 if len(vectors) == 1 else self.num_threads
             try:
-                labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads)
+                labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads,
+                                                     filter=accept)
             except RuntimeError:
                 # hnswlib refuses the whole batch when any row reaches fewer than k items (a
                 # sparse graph, many deletions, k close to the item count): go row by row.
-                return self._knn_rows(vectors, k)
+                return self._knn_rows(vectors, k, accept)
         finally:
             self._index.set_ef(self.ef)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
 
-    def _knn_rows(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _knn_rows(self, vectors: np.ndarray, k: int,
+                  accept: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray]:
         """Slow path of :meth:`_knn`: widest search per row, shrinking k until hnswlib answers."""
         labels = np.full((len(vectors), k), -1, dtype=np.int64)
         sims = np.full((len(vectors), k), np.nan, dtype=np.float32)
@@ -298,7 +321,8 @@ class VectorIndex:
             kk = k
             while kk:
                 try:
-                    got, dist = self._index.knn_query(vector, k=kk, num_threads=1)
+                    got, dist = self._index.knn_query(vector, k=kk, num_threads=1,
+                                                      filter=accept)
                 except RuntimeError:
                     kk = kk - 1 if kk < 8 else kk * 3 // 4
                     continue
