@@ -36,7 +36,7 @@ fi
 out="notebooks/collections/sample-$model"
 
 echo "== a few searches in $out:"
-for query in "a red apple" "красный" "赤" "ein Haus"; do
+for query in "a red apple" "красный" "赤" "ein blaues Auto"; do
   echo "-- $query"
   mclip-explorer search "$out" "$query" -k 3
 done

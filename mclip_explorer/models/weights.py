@@ -78,5 +78,5 @@ def hub_hint(repo_id: str) -> str:
     return (
         f"could not load {repo_id!r}: it is not a local folder and the Hugging Face Hub could not "
         f"provide it. Download it once with network access, or put a copy at "
-        f"$ {WEIGHTS_ENV}/{repo_id}, or pass its folder explicitly (text=..., image=...)."
+        f"${WEIGHTS_ENV}/{repo_id}, or pass its folder explicitly (text=..., image=...)."
     )
