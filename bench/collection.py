@@ -412,8 +412,8 @@ def part_filters(args: argparse.Namespace) -> dict[str, Any]:
     index, _ = build_index(base)
     rng = np.random.default_rng(0)
     defaults = {name: getattr(index_module, name) for name in
-                ("BRUTE_FORCE_MAX", "BRUTE_FORCE_MAX_STORED", "CALLBACK_MIN_SHARE")}
-    strategies = {"brute": (n + 1, 0, 2.0), "overfetch": (0, 0, 2.0), "callback": (0, 0, 0.0),
+                ("BRUTE_FORCE_MAX", "BRUTE_FORCE_SHARE", "BRUTE_FORCE_MAX_STORED")}
+    strategies = {"brute": (n + 1, 1.0, 0), "overfetch": (0, 0.0, 0),
                   "auto": tuple(defaults.values())}
     out: dict[str, Any] = {"n": n, "defaults": defaults}
     for share in (0.001, 0.01, 0.05, 0.2, 0.9):
@@ -432,9 +432,28 @@ def part_filters(args: argparse.Namespace) -> dict[str, Any]:
                 [len(np.intersect1d(g, e)) / 10 for g, e in zip(got, exact, strict=True)])), 4)}
         for key, value in defaults.items():
             setattr(index_module, key, value)
+        row["hnswlib_filter"] = hnswlib_filter(index, queries[:30], allowed, exact)
         out[str(share)] = row
         print(share, row, file=sys.stderr, flush=True)
     return out
+
+
+def hnswlib_filter(index: VectorIndex, queries: np.ndarray, allowed: np.ndarray,
+                   exact: np.ndarray) -> dict[str, Any]:
+    """hnswlib's own filter callback (a Python call per visited node), for comparison."""
+    raw, members = index._index, set(allowed.tolist())
+    raw.set_ef(64)
+
+    def run(i: int) -> Any:
+        return raw.knn_query(queries[i % len(queries)], k=10, num_threads=1,
+                             filter=lambda label: label in members)
+
+    try:
+        got = [run(i)[0][0] for i in range(len(queries))]
+    except RuntimeError as error:  # hnswlib cannot fill k: it raises
+        return {"error": str(error)}
+    return {**latency(run, len(queries), warmup=2), "recall@10": round(float(np.mean(
+        [len(np.intersect1d(g, e)) / 10 for g, e in zip(got, exact, strict=True)])), 4)}
 
 
 PARTS = {"search1m": part_search1m, "stages": part_stages, "pipeline": part_pipeline,

@@ -29,7 +29,10 @@ export function toUint8(view: View): Uint8Array {
 
 /** Ids as a DataView for a trait or a message buffer (never a JSON number list). */
 export function idsToView(ids: ArrayLike<number>): DataView {
-  const out = ids instanceof Uint32Array ? ids : Uint32Array.from(ids);
+  let out = ids instanceof Uint32Array ? ids : Uint32Array.from(ids);
+  // ipywidgets sends a view's whole underlying buffer, ignoring its offset and length, so a
+  // subarray (one panel row of many) must be copied into a buffer of its own.
+  if (out.byteOffset !== 0 || out.byteLength !== out.buffer.byteLength) out = out.slice();
   return new DataView(out.buffer, out.byteOffset, out.byteLength);
 }
 

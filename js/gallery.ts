@@ -1,4 +1,5 @@
 // One gallery row per query: rank, score, title and thumbnail of its top-k, plus the overlap.
+import type { Pinned } from "./panels.ts";
 import { overlap, type QueryResult } from "./queries.ts";
 import type { ThumbCache } from "./thumbs.ts";
 
@@ -24,12 +25,13 @@ export class Gallery {
   ) {}
 
   /** Draw the rows now (titles first), then fill in thumbnails as they arrive. */
-  async render(queries: QueryResult[]): Promise<void> {
+  async render(queries: QueryResult[], pinned: Pinned | null = null): Promise<void> {
     const { counts, common, pairs } = overlap(queries);
     this.el.replaceChildren();
+    if (pinned) this.el.append(this.pinnedRow(pinned));
     if (queries.length > 1) this.el.append(this.summary(queries, common.length, pairs));
     for (const q of [...queries].reverse()) this.el.append(this.row(q, counts, queries.length));
-    await this.thumbs.load(queries.flatMap((q) => [...q.ids]));
+    await this.thumbs.load([...(pinned?.ids ?? []), ...queries.flatMap((q) => [...q.ids])]);
     for (const img of this.el.querySelectorAll<HTMLImageElement>("img[data-id]")) {
       const url = this.thumbs.url(Number(img.dataset.id));
       if (url) img.src = url;
@@ -58,6 +60,39 @@ export class Gallery {
     });
     box.append(table);
     return box;
+  }
+
+  /** The items of a clicked duplicates/hubs row, with their notes ("keeper", "cos 0.98"). */
+  private pinnedRow(p: Pinned): HTMLElement {
+    const row = node("div", "mx-row mx-pinned");
+    row.dataset.label = p.label;
+    const head = node("div", "mx-row-head");
+    const label = node("span", "mx-label", p.label);
+    label.dir = "auto";
+    head.append(node("span", "mx-swatch mx-swatch-pin"), label);
+    const cards = node("div", "mx-cards");
+    p.ids.forEach((id, i) => {
+      const card = node("button", "mx-card");
+      card.dataset.id = String(id);
+      card.title = "Find images like this one";
+      const img = node("img", "mx-thumb");
+      img.dataset.id = String(id);
+      img.alt = p.titles[i] ?? "";
+      const note = p.notes[i] ?? "";
+      if (note === "keeper") card.classList.add("mx-keeper");
+      const title = node("div", "mx-title", p.titles[i] ?? "");
+      title.dir = "auto";
+      card.append(img, node("div", "mx-meta", `#${id} ${note}`), title);
+      card.addEventListener("click", () => this.handlers.onPick(id));
+      cards.append(card);
+    });
+    row.append(head, cards);
+    if (p.detail) {
+      const detail = node("div", "mx-detail", p.detail);
+      detail.dir = "auto";
+      row.append(detail);
+    }
+    return row;
   }
 
   private row(q: QueryResult, counts: Map<number, number>, total: number): HTMLElement {

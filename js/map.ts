@@ -2,7 +2,7 @@
 // trace and two overlay traces (highlight, selection). Queries go on a separate layer
 // (overlay.ts) so adding one never re-renders the points.
 import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
-import { QueryOverlay, viewOf } from "./overlay.ts";
+import { type Locator, QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
 import { idsInBox, idsInLasso } from "./selection.ts";
 
@@ -66,7 +66,7 @@ export class ExplorerMap {
 
   constructor(
     private readonly el: HTMLElement,
-    private readonly points: Points,
+    private points: Points,
     private readonly handlers: MapHandlers,
   ) {
     this.overlay = new QueryOverlay(el.parentElement ?? el);
@@ -88,8 +88,10 @@ export class ExplorerMap {
     };
   }
 
-  async draw(codes: Uint8Array, labels: string[]): Promise<void> {
-    this.buildTraces(codes, labels);
+  async draw(
+    codes: Uint8Array, labels: string[], opacity: Float32Array = new Float32Array(0),
+  ): Promise<void> {
+    this.buildTraces(codes, labels, opacity);
     const config = { displaylogo: false, scrollZoom: true, responsive: true };
     if (!this.gd) {
       this.gd = await Plotly.newPlot(this.el, this.traces, this.layout, config);
@@ -124,6 +126,13 @@ export class ExplorerMap {
     this.overlay.setQueries(queries);
   }
 
+  /** Move the points (another layout of the same ids); the next draw() shows it, autoranged. */
+  setLayout(x: Float32Array, y: Float32Array, name: string, locate: Locator | null): void {
+    this.points = { ...this.points, x, y };
+    this.layout = { ...this.layout, uirevision: name }; // a new layout starts zoomed to fit
+    this.overlay.setLocator(locate);
+  }
+
   resize(): void {
     if (this.gd && this.el.isConnected) void Plotly.Plots.resize(this.el);
   }
@@ -134,7 +143,7 @@ export class ExplorerMap {
     this.gd = null;
   }
 
-  private buildTraces(codes: Uint8Array, labels: string[]): void {
+  private buildTraces(codes: Uint8Array, labels: string[], opacity: Float32Array): void {
     const { x, y, kinds } = this.points;
     const n = labels.length || 1;
     const groups = groupByCode(kinds, codes, n);
@@ -147,7 +156,8 @@ export class ExplorerMap {
     groups.categories.forEach((index, c) => {
       if (!index.length) return;
       this.traces.push({ ...base, name: labels[c] ?? "items", x: pick(x, index), y: pick(y, index),
-        marker: { size, color: categoryColour(labels[c] ?? "", c), opacity: 0.8,
+        marker: { size, color: categoryColour(labels[c] ?? "", c),
+          opacity: opacity.length === x.length ? pick(opacity, index) : 0.8,
           line: outline } });
       this.traceIndex.push(index);
     });

@@ -1,4 +1,5 @@
-// The single JS mirror of the traits of mclip_explorer/widget.py (ExplorerWidget).
+// The single JS mirror of the traits of mclip_explorer/widget.py (ExplorerWidget) and of its
+// analysis views (mclip_explorer/widget_views.py, AnalysisViews).
 export interface Model {
   _coords: DataView; // float32, N x 2 interleaved (x0, y0, x1, y1, ...)
   _ids: DataView; // uint32, item id of point i
@@ -9,9 +10,46 @@ export interface Model {
   color_columns: string[];
   _color_codes: DataView; // uint8, legend entry of point i
   _color_labels: string[];
+  _color_opacity: DataView | null; // float32 per point; empty: the default opacity
   k: number;
   thumb_size: number;
   selected_ids: DataView; // uint32
   highlighted_ids: DataView; // uint32
   error: string;
+  map_view: MapView;
+  _gap_coords: DataView | null; // float32, N x 4: raw x, y, gap-corrected x, y of point i
+  _lanes: LanesState | Record<string, never>; // {} when no lanes are shown
+  _panel: PanelState | Record<string, never>; // {} when no panel is shown
+}
+
+export type MapView = "map" | "gap" | "gap-corrected";
+
+/** One query per language (analysis.language_lanes); arrays are flat, `ids.length / langs`. */
+export interface LanesState {
+  serial: number;
+  langs: string[];
+  labels: string[]; // "lang: text", the query labels
+  reference: string;
+  titles: string[]; // per hit
+  ids: DataView; // uint32, per hit, language by language
+  scores: DataView; // float32, per hit
+  xy: DataView; // float32, per hit, interleaved map positions
+  where: DataView; // float32, per language: the query's placed position
+  overlap: DataView; // float32, langs x langs Jaccard, row-major
+  rank_corr: DataView; // float32, per language: Spearman with the reference
+}
+
+/** Rows of a duplicates/hubs panel; row i owns ids[offsets[i]:offsets[i+1]]. */
+export interface PanelState {
+  serial: number;
+  kind: "duplicates" | "hubs";
+  title: string;
+  header: string[];
+  total: number; // rows found (the panel shows at most a few hundred)
+  cells: string[][];
+  details: string[]; // per row, shown in the gallery with the row's items
+  notes: string[]; // per id ("keeper", "cos 0.981", ...)
+  titles: string[]; // per id
+  ids: DataView; // uint32
+  offsets: DataView; // uint32, rows + 1
 }

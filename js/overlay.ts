@@ -6,6 +6,9 @@ import type { QueryResult } from "./queries.ts";
 
 const SVG = "http://www.w3.org/2000/svg";
 
+/** Where a query and its neighbours are drawn; default: the positions it arrived with. */
+export type Locator = (q: QueryResult) => { x: number; y: number; xy: Float32Array };
+
 export interface View {
   x: [number, number]; // data range shown
   y: [number, number];
@@ -26,6 +29,7 @@ export class QueryOverlay {
   private readonly labels: HTMLDivElement;
   private queries: QueryResult[] = [];
   private view: View | null = null;
+  private locate: Locator = (q) => q;
 
   constructor(host: HTMLElement) {
     this.svg = svg("svg", { class: "mx-overlay" });
@@ -36,6 +40,11 @@ export class QueryOverlay {
 
   setQueries(queries: QueryResult[]): void {
     this.queries = queries;
+    this.draw();
+  }
+
+  setLocator(locate: Locator | null): void {
+    this.locate = locate ?? ((q) => q);
     this.draw();
   }
 
@@ -57,11 +66,14 @@ export class QueryOverlay {
     const py = (y: number): number => ((v.y[1] - y) / (v.y[1] - v.y[0])) * v.height;
     for (const q of this.queries) {
       const g = svg("g", { class: "mx-q", "data-qid": q.qid, stroke: q.colour });
-      const qx = px(q.x);
-      const qy = py(q.y);
+      const at = this.locate(q);
+      const qx = px(at.x);
+      const qy = py(at.y);
+      if (!Number.isFinite(qx) || !Number.isFinite(qy)) continue;
       for (let i = 0; i < q.ids.length; i++) {
-        const nx = px(q.xy[2 * i]);
-        const ny = py(q.xy[2 * i + 1]);
+        const nx = px(at.xy[2 * i]);
+        const ny = py(at.xy[2 * i + 1]);
+        if (!Number.isFinite(nx) || !Number.isFinite(ny)) continue;
         g.append(svg("line", { x1: qx, y1: qy, x2: nx, y2: ny, "stroke-width": 1.5, opacity: 0.6 }),
           svg("circle", { cx: nx, cy: ny, r: 7, fill: "none", "stroke-width": 2.5 }));
       }

@@ -60,3 +60,29 @@ export function overlap(queries: QueryResult[]): Overlap {
   const pairs = sets.map((a) => sets.map((b) => [...a].filter((id) => b.has(id)).length));
   return { counts, common, pairs };
 }
+
+/**
+ * A query's drawing positions in another layout of the map: neighbours where that layout puts
+ * them; the query at its source item (image-to-image) or else at its neighbours' centroid, since
+ * only the collection's own map can place a new text query.
+ */
+export function relocate(
+  q: QueryResult, position: (id: number) => [number, number] | null,
+): { x: number; y: number; xy: Float32Array } {
+  const xy = new Float32Array(q.ids.length * 2).fill(Number.NaN);
+  let sx = 0;
+  let sy = 0;
+  let n = 0;
+  q.ids.forEach((id, i) => {
+    const p = position(id);
+    if (!p || !Number.isFinite(p[0]) || !Number.isFinite(p[1])) return;
+    xy[2 * i] = p[0];
+    xy[2 * i + 1] = p[1];
+    sx += p[0];
+    sy += p[1];
+    n++;
+  });
+  const own = q.source >= 0 ? position(q.source) : null;
+  if (own) return { x: own[0], y: own[1], xy };
+  return n ? { x: sx / n, y: sy / n, xy } : { x: Number.NaN, y: Number.NaN, xy };
+}

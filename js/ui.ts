@@ -4,6 +4,9 @@ export interface Ui {
   root: HTMLElement;
   input: HTMLInputElement;
   picker: HTMLSelectElement;
+  viewPicker: HTMLSelectElement;
+  lanes: HTMLElement;
+  panel: HTMLElement;
   status: HTMLElement;
   error: HTMLElement;
   pending: HTMLElement;
@@ -35,9 +38,24 @@ export function buildUi(el: HTMLElement, css: string): Ui {
   const picker = document.createElement("select");
   picker.className = "mx-picker";
   pickerLabel.append(picker);
+  // The modality-gap toggle: only shown when the map has text items (widget.ts decides).
+  const viewLabel = document.createElement("label");
+  viewLabel.className = "mx-view-label";
+  viewLabel.textContent = "layout ";
+  const viewPicker = document.createElement("select");
+  viewPicker.className = "mx-view";
+  for (const [value, text] of [["map", "map"], ["gap", "modality gap"],
+    ["gap-corrected", "gap corrected"]]) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = text;
+    viewPicker.append(option);
+  }
+  viewLabel.append(viewPicker);
+  viewLabel.hidden = true;
   const status = div("mx-status");
   status.setAttribute("role", "status");
-  bar.append(input, pickerLabel, status);
+  bar.append(input, pickerLabel, viewLabel, status);
   const error = div("mx-error");
   error.setAttribute("role", "alert");
   error.hidden = true;
@@ -45,12 +63,19 @@ export function buildUi(el: HTMLElement, css: string): Ui {
   const mapBox = div("mx-mapbox"); // holds the plotly map and the query layer above it
   const map = div("mx-map");
   mapBox.append(map);
+  const panels = div("mx-panels");
+  const lanes = div("mx-lanes");
+  const panel = div("mx-panel");
+  lanes.hidden = true;
+  panel.hidden = true;
+  panels.append(lanes, panel);
   const gallery = div("mx-gallery");
   const tooltip = div("mx-tooltip");
   tooltip.hidden = true;
-  root.append(style, bar, error, pending, mapBox, gallery, tooltip);
+  root.append(style, bar, error, pending, mapBox, panels, gallery, tooltip);
   el.append(root);
-  return { root, input, picker, status, error, pending, map, gallery, tooltip };
+  return { root, input, picker, viewPicker, lanes, panel, status, error, pending, map, gallery,
+    tooltip };
 }
 
 export function setBusy(ui: Ui, pending: number, note: string, base: string): void {

@@ -9,8 +9,10 @@ import { Rpc } from "./rpc.ts";
 import { type Query, search } from "./search.ts";
 import css from "./styles.css";
 import { ThumbCache } from "./thumbs.ts";
+import type { Pinned } from "./panels.ts";
 import { Tooltip } from "./tooltip.ts";
 import { buildUi, fillPicker, setBusy, showError, showPending } from "./ui.ts";
+import { wireViews } from "./views.ts";
 
 function render({ model, el }: RenderProps<Model>): () => void {
   const ui = buildUi(el, css);
@@ -23,10 +25,11 @@ function render({ model, el }: RenderProps<Model>): () => void {
   const tooltip = new Tooltip(ui.tooltip, rpc, thumbs);
   const store = new QueryStore();
   const waiting: string[] = [];
+  let pinned: Pinned | null = null; // a duplicates/hubs row shown above the queries
 
   const refresh = async (): Promise<void> => {
     // The map's shapes and the gallery's thumbnails are drawn side by side.
-    await Promise.all([map.setQueries(store.list), gallery.render(store.list)]);
+    await Promise.all([map.setQueries(store.list), gallery.render(store.list, pinned)]);
   };
   const run = async (query: Query): Promise<void> => {
     const label = "text" in query ? query.text : `item ${query.id}`;
@@ -70,15 +73,36 @@ function render({ model, el }: RenderProps<Model>): () => void {
   });
 
   const recolour = async (): Promise<void> => {
-    await map.draw(toUint8(model.get("_color_codes")), model.get("_color_labels"));
+    await map.draw(toUint8(model.get("_color_codes")), model.get("_color_labels"),
+      toFloat32(model.get("_color_opacity")));
     await map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
     await map.setOverlay("selection", toUint32(model.get("selected_ids")));
   };
   const onError = (): void => showError(ui, model.get("error"));
   const onHighlight = (): void => void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
   const onSelection = (): void => void map.setOverlay("selection", toUint32(model.get("selected_ids")));
-  const onColours = (): void => void recolour();
+  // Codes, labels and opacity arrive together but fire one event each (and any one may be the
+  // only one that changed): redraw once per batch.
+  let recolourQueued = false;
+  const onColours = (): void => {
+    if (recolourQueued) return;
+    recolourQueued = true;
+    queueMicrotask(() => {
+      recolourQueued = false;
+      void recolour();
+    });
+  };
   const onColumns = (): void => fillPicker(ui.picker, model.get("color_columns"), model.get("color_by"));
+
+  const views = wireViews({
+    model, ui, map, points, store, redraw: recolour, refresh,
+    pin: (row) => {
+      pinned = row;
+      void refresh();
+    },
+    forget: (label) => model.send({ rid: 0, op: "forget", label }),
+    busy: (note) => setBusy(ui, note ? 1 : 0, note, base),
+  });
 
   ui.input.addEventListener("keydown", (event) => {
     const text = ui.input.value.trim();
@@ -94,12 +118,16 @@ function render({ model, el }: RenderProps<Model>): () => void {
   model.on("change:highlighted_ids", onHighlight);
   model.on("change:selected_ids", onSelection);
   model.on("change:_color_codes", onColours);
+  model.on("change:_color_labels", onColours);
+  model.on("change:_color_opacity", onColours);
   model.on("change:color_by", onColumns);
+  model.on("change:color_columns", onColumns); // a new colour column (zero-shot, values)
   onColumns();
   onError();
   const resize = new ResizeObserver(() => map.resize());
   resize.observe(ui.map);
   void recolour()
+    .then(() => views.start())
     .then(() => {
       ui.map.dataset.ready = "true";
       ui.map.dataset.readyAt = String(Date.now()); // epoch ms, read by bench/widget.py
@@ -109,9 +137,13 @@ function render({ model, el }: RenderProps<Model>): () => void {
 
   return () => {
     resize.disconnect();
+    views.dispose();
     for (const [event, fn] of [["change:error", onError], ["change:highlighted_ids", onHighlight],
       ["change:selected_ids", onSelection], ["change:_color_codes", onColours],
-      ["change:color_by", onColumns]] as const) (model as AnyModel<Model>).off(event, fn);
+      ["change:_color_labels", onColours], ["change:_color_opacity", onColours],
+      ["change:color_by", onColumns], ["change:color_columns", onColumns]] as const) {
+      (model as AnyModel<Model>).off(event, fn);
+    }
     rpc.dispose();
     thumbs.dispose();
     map.destroy();

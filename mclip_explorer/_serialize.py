@@ -113,6 +113,9 @@ def encode_column(values: pd.Series) -> tuple[np.ndarray, list[str]]:
         return _bin_numeric(values.astype(float), present)
     text = values.astype("string").where(present, None)
     counts = text.value_counts(dropna=True)
+    if isinstance(values.dtype, pd.CategoricalDtype) and len(counts) <= MAX_CATEGORIES:
+        # A categorical's order means something (zero-shot classes as given): keep it.
+        counts = counts.reindex([c for c in map(str, values.cat.categories) if c in counts.index])
     keep = list(counts.index[: MAX_CATEGORIES - 1 if len(counts) > MAX_CATEGORIES else None])
     labels = [str(v) for v in keep]
     lookup = {value: code for code, value in enumerate(keep)}

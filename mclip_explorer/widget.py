@@ -32,6 +32,7 @@ from mclip_explorer._serialize import (
     text_field,
     to_buffer,
 )
+from mclip_explorer.widget_views import AnalysisViews
 
 _BUNDLE = Path(__file__).parent / "static" / "widget.js"
 MAX_K = 100
@@ -40,12 +41,14 @@ MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
 _log = logging.getLogger(__name__)
 
 
-class ExplorerWidget(anywidget.AnyWidget):
+class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     """Map of a collection with a multilingual query box, a gallery and two-way selection.
 
     Use :func:`mclip_explorer.explore` to make one. ``selection`` is a DataFrame of the items
     lassoed on the map (live, debounced) and may be set from Python; ``highlight(ids)`` marks
-    items; ``results`` holds the DataFrame of every query on the map.
+    items; ``results`` holds the DataFrame of every query on the map. The analysis views
+    (``color_by_zero_shot``, ``show_gap``, ``show_lanes``, ``show_duplicates``, ``show_hubs``)
+    come from :class:`~mclip_explorer.widget_views.AnalysisViews`.
     """
 
     # anywidget reads the file when the class is made; without a build, __init__ says what to do.
@@ -100,11 +103,12 @@ class ExplorerWidget(anywidget.AnyWidget):
         # One snapshot: Collection.items copies the table on every access, and the map shown
         # is this state anyway (items added later need a new widget).
         self._items = items = collection.items
-        coords = np.asarray(collection.coords, dtype=np.float32)
+        self._map_coords = coords = np.asarray(collection.coords, dtype=np.float32)
         alive = np.isfinite(coords).all(axis=1)
         if "deleted" in items.columns:
             alive &= ~items["deleted"].to_numpy(dtype=bool)
         self._point_ids = np.flatnonzero(alive)
+        self._init_views()
         columns = colour_columns(items)
         chosen = color_by if color_by is not None else _default_colour(items, columns)
         if chosen not in columns:
@@ -162,12 +166,12 @@ class ExplorerWidget(anywidget.AnyWidget):
             self._show_error(str(exc))
 
     def _recolour(self, column: str) -> None:
-        items = self._items
-        if column not in items.columns:
-            raise ValueError(f"cannot colour by {column!r}: no such column in the collection")
-        codes, labels = encode_column(items[column])
-        self._color_labels = labels
-        self._color_codes = to_buffer(codes[self._point_ids], "uint8")
+        values, opacity = self._colour_source(column)
+        codes, labels = encode_column(values)
+        with self.hold_sync():  # one message: the front end redraws once, with all three
+            self._color_labels = labels
+            self._color_opacity = self._opacity_buffer(opacity)
+            self._color_codes = to_buffer(codes[self._point_ids], "uint8")
 
     # ------------------------------------------------------------------- front-end requests
     def _on_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:

@@ -202,7 +202,7 @@ def test_recall_measurement_detects_a_weak_index(big):
 # ---------------------------------------------------------------------------------- filters
 def test_selective_filter_is_exact(big, monkeypatch):
     base, queries, index = big
-    allowed = np.arange(0, 8000, 7)
+    allowed = np.arange(0, 8000, 7)[:index_module.BRUTE_FORCE_MAX]
     monkeypatch.setattr(VectorIndex, "_overfetch", None)  # must not be reached
     ids, scores = index.query(queries[:20], 10, allowed_ids=allowed, vectors_by_id=base)
     assert np.isin(ids, allowed).all()
@@ -222,14 +222,9 @@ def test_vectors_by_id_is_checked(big):
         index.knn_graph(3, vectors_by_id=base[:, :10])
 
 
-@pytest.mark.parametrize("strategy", ["callback", "overfetch"])
-def test_broad_filter_fills_k(big, monkeypatch, strategy):
+def test_broad_filter_overfetches_and_fills_k(big, monkeypatch):
     base, queries, index = big
-    monkeypatch.setattr(index_module, "BRUTE_FORCE_MAX", 100)  # force the graph paths
-    if strategy == "overfetch":
-        monkeypatch.setattr(index_module, "CALLBACK_MIN_SHARE", 1.1)
-    else:
-        monkeypatch.setattr(VectorIndex, "_overfetch", None)  # must not be reached
+    monkeypatch.setattr(index_module, "BRUTE_FORCE_MAX", 100)  # force the graph path
     allowed = np.flatnonzero(np.arange(8000) % 10 < 3)  # 30 % of the items
     ids, _ = index.query(queries[:50], 10, allowed_ids=allowed)
     assert (ids >= 0).all() and np.isin(ids, allowed).all()
@@ -382,16 +377,25 @@ def test_rows_hnswlib_cannot_fill_are_padded_not_an_error(small, monkeypatch):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def knn_query(self, data, k, num_threads=1, filter=None):
+        def knn_query(self, data, k, num_threads=1):
             if k > 5:
                 raise RuntimeError("Cannot return the results in a contiguous 2D array.")
-            return real.knn_query(data, k=k, num_threads=num_threads, filter=filter)
+            return real.knn_query(data, k=k, num_threads=num_threads)
 
     monkeypatch.setattr(index, "_index", Sparse())
     ids, scores = index.query(vectors[:3], 10)
     assert (ids[:, 5:] == -1).all() and np.isnan(scores[:, 5:]).all()
     assert (ids[:, :5] >= 0).all() and (ids[:, 0] == [5, 7, 9]).all()
-    monkeypatch.setattr(index_module, "BRUTE_FORCE_MAX_STORED", 0)
-    allowed = index.ids[::2]  # half: the filter-callback path pads the same way
-    ids, _ = index.query(vectors[:3], 10, allowed_ids=allowed)
-    assert (ids[:, 5:] == -1).all() and np.isin(ids[:, :5], allowed).all()
+
+
+def test_default_search_breadth_grows_with_the_index(small, tmp_path):
+    _, index = small
+    assert index.ef is None and index.params["ef"] is None
+    assert index.search_ef == index_module.auto_ef(300) == 64
+    assert index_module.auto_ef(100_000) == 128 and index_module.auto_ef(10**6) >= 500
+    assert index_module.auto_ef(10**8) == 512
+    path = tmp_path / "index.hnsw"
+    index.save(path)
+    assert VectorIndex.load(path, json.loads(json.dumps(index.params))).ef is None
+    fixed = VectorIndex(32, ef=200)
+    assert fixed.search_ef == 200 and fixed.params["ef"] == 200

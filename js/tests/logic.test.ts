@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { deinterleave, idsToView, toFloat32, toUint32 } from "../codecs.ts";
-import { overlap, QUERY_COLOURS, type QueryResult, QueryStore } from "../queries.ts";
+import { overlap, QUERY_COLOURS, type QueryResult, QueryStore, relocate } from "../queries.ts";
+import { parsePanel, pinnedRow } from "../panels.ts";
+import { layoutOf } from "../views.ts";
 import { idsInBox, idsInLasso } from "../selection.ts";
 
 const x = Float32Array.from([0, 1, 2, 3, 0.5]);
@@ -64,4 +66,55 @@ test("overlap counts shared items and pairs", () => {
   assert.equal(o.counts.get(1), 1);
   assert.deepEqual(o.pairs, [[3, 2, 2], [2, 3, 2], [2, 2, 3]]);
   assert.deepEqual(overlap(store.list.slice(0, 1)).common, []);
+});
+
+// ipywidgets sends a view's whole underlying buffer.
+test("a subarray of ids travels in a buffer of its own", () => {
+  const all = Uint32Array.from([1, 3, 14, 15, 16]);
+  const view = idsToView(all.subarray(2, 4));
+  assert.equal(view.byteOffset, 0);
+  assert.equal(view.buffer.byteLength, 8);
+  assert.deepEqual([...toUint32(view)], [14, 15]);
+});
+
+test("a panel row owns ids[offsets[i]:offsets[i + 1]] with its notes and titles", () => {
+  const u32 = (...v: number[]) => idsToView(v);
+  const panel = parsePanel({
+    serial: 1, kind: "duplicates", title: "t", header: ["group"], total: 2,
+    cells: [["group 0"], ["group 1"]], details: ["", "x"],
+    notes: ["keeper", "cos 0.9", "keeper", "a", "b"],
+    titles: ["r", "r", "g", "g", "g"], ids: u32(1, 3, 14, 15, 16), offsets: u32(0, 2, 5),
+  });
+  assert.ok(panel);
+  const row = pinnedRow(panel, 1);
+  assert.deepEqual([...row.ids], [14, 15, 16]);
+  assert.deepEqual(row.notes, ["keeper", "a", "b"]);
+  assert.equal(row.label, "group 1");
+  assert.equal(row.detail, "x");
+  assert.equal(parsePanel({}), null);
+});
+
+test("another layout moves neighbours; a text query sits at their centroid", () => {
+  const q: QueryResult = { qid: 1, label: "q", source: -1, x: 9, y: 9,
+    ids: Uint32Array.from([1, 2, 7]),
+    scores: new Float32Array(3), xy: new Float32Array(6), titles: [], colour: "#000" };
+  const where: Record<number, [number, number]> = { 1: [0, 0], 2: [2, 4] };
+  const at = relocate(q, (id) => where[id] ?? null);
+  assert.deepEqual([at.x, at.y], [1, 2]);
+  assert.deepEqual([...at.xy].slice(0, 4), [0, 0, 2, 4]);
+  assert.ok(Number.isNaN(at.xy[4])); // not in that layout: no line drawn
+  const fromItem = relocate({ ...q, source: 2 }, (id) => where[id] ?? null);
+  assert.deepEqual([fromItem.x, fromItem.y], [2, 4]);
+});
+
+test("the gap layouts read their half of the 4-per-point buffer; missing until it arrives", () => {
+  const points = { x: Float32Array.from([5, 6]), y: Float32Array.from([7, 8]),
+    ids: Uint32Array.from([0, 1]), kinds: Uint8Array.from([0, 1]) };
+  const gap = Float32Array.from([1, 2, 3, 4, 10, 20, 30, 40]);
+  assert.deepEqual(layoutOf("map", points, new Float32Array(0)), { x: points.x, y: points.y });
+  assert.equal(layoutOf("gap", points, new Float32Array(0)), null);
+  const raw = layoutOf("gap", points, gap);
+  const fixed = layoutOf("gap-corrected", points, gap);
+  assert.deepEqual([...(raw?.x ?? [])], [1, 10]);
+  assert.deepEqual([...(fixed?.y ?? [])], [4, 40]);
 });

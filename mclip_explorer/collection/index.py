@@ -8,10 +8,11 @@ are read back from those flags, so the index file alone says which ids are live.
 
 Filtered search (``allowed_ids``, the collection's metadata ``where``) picks its strategy by
 measurement (``bench/collection.py filters``, 100k items; see docs/benchmarks.md): a selective
-filter (up to 5,000 items) is answered exactly by brute force over the allowed vectors; a broad
-one (5 % of the items or more) by hnswlib's filter callback, which is sub-millisecond there but
-hundreds of milliseconds at 0.1 % because the walk rejects nearly every node; in between by
-over-fetching from the graph and dropping what is not allowed, widening until ``k`` are found.
+filter (up to 2,000 items or 1 % of the index) is answered exactly by brute force over the
+allowed vectors; a broader one by over-fetching from the graph and dropping what is not
+allowed, widening until ``k`` are found. hnswlib's filter callback is not used: at 0.1-1 %
+allowed it cost 20-460 ms a query (the walk rejects nearly every node, with a Python call per
+node); at 20-90 % it was 1-2 ms faster than over-fetching, not worth a second mechanism.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,9 @@ SPACE = "ip"
 # Below this many allowed items a filtered query is answered exactly by a matrix product over
 # the caller's vectors (``vectors_by_id``); without them, hnswlib's get_items costs about 0.1 ms
 # per item, so only tiny filters go that way.
-BRUTE_FORCE_MAX = 5_000
+BRUTE_FORCE_MAX = 2_000
+BRUTE_FORCE_SHARE = 0.01  # ... or this share of the live items: over-fetching grows as 1/share
 BRUTE_FORCE_MAX_STORED = 256
-# At or above this share of live items allowed, hnswlib's filter callback wins (well under a
-# millisecond at 100k, 20-90 % allowed); below it the graph walk rejects too many nodes and
-# over-fetching is faster.
-CALLBACK_MIN_SHARE = 0.05
 _GROWTH = 1.5  # capacity factor on resize: amortises the copy hnswlib makes when growing
 _HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
 _NORM_TOLERANCE = 1e-2  # float16-stored embeddings come back with |norm - 1| around 1e-3
@@ -52,7 +49,9 @@ class VectorIndex:
         dim: Vector size.
         M: Graph degree (hnswlib ``M``); memory and build time grow with it.
         ef_construction: Candidate list size while building; higher gives a better graph.
-        ef: Candidate list size while searching (raised to ``k`` when a query asks for more).
+        ef: Candidate list size while searching (raised to ``k`` when a query asks for more);
+            ``None`` (default) picks :func:`auto_ef` of the current size, so recall holds as
+            the index grows.
         random_seed: Seed of hnswlib's level generator, for reproducible graphs.
         num_threads: Threads for batch adds and batch queries (-1: all cores).
     """
@@ -63,12 +62,12 @@ class VectorIndex:
         *,
         M: int = 16,  # noqa: N803  (hnswlib's own name)
         ef_construction: int = 200,
-        ef: int = 64,
+        ef: int | None = None,
         random_seed: int = 100,
         num_threads: int = -1,
     ) -> None:
         for name, value in (("dim", dim), ("M", M), ("ef_construction", ef_construction),
-                            ("ef", ef)):
+                            ("ef", 1 if ef is None else ef)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if M < 2:
@@ -76,7 +75,7 @@ class VectorIndex:
         self.dim = int(dim)
         self.M = int(M)
         self.ef_construction = int(ef_construction)
-        self.ef = int(ef)
+        self.ef = None if ef is None else int(ef)
         self.random_seed = int(random_seed)
         self.num_threads = int(num_threads)
         self._lock = threading.RLock()  # add_items is not thread-safe with knn_query
@@ -90,7 +89,7 @@ class VectorIndex:
         index = hnswlib.Index(space=SPACE, dim=self.dim)
         index.init_index(max_elements=capacity, M=self.M, ef_construction=self.ef_construction,
                          random_seed=self.random_seed)
-        index.set_ef(self.ef)
+        index.set_ef(self.search_ef)
         return index
 
     # --------------------------------------------------------------------------- properties
@@ -102,12 +101,17 @@ class VectorIndex:
             "dim": self.dim,
             "M": self.M,
             "ef_construction": self.ef_construction,
-            "ef": self.ef,
+            "ef": self.ef,  # None: auto_ef(live count) at query time
             "random_seed": self.random_seed,
             "count": len(self._labels),
             "live": len(self),
             "hnswlib": _hnswlib_version(),
         }
+
+    @property
+    def search_ef(self) -> int:
+        """The search breadth queries use: ``ef`` if set, else :func:`auto_ef` of the size."""
+        return self.ef if self.ef is not None else auto_ef(len(self))
 
     @property
     def ids(self) -> np.ndarray:
@@ -234,9 +238,10 @@ class VectorIndex:
             k: Neighbours per query.
             ef: Search breadth for this call (default: the index's ``ef``; raised to ``k``).
             allowed_ids: Only these ids may be returned (a metadata filter); ids that are not
-                live are ignored. Up to ``BRUTE_FORCE_MAX`` allowed items are searched exactly
-                (with ``vectors_by_id``; else up to ``BRUTE_FORCE_MAX_STORED``), more by
-                over-fetching from the graph.
+                live are ignored. Selective filters (``BRUTE_FORCE_MAX`` items or
+                ``BRUTE_FORCE_SHARE`` of the index, with ``vectors_by_id``; else up to
+                ``BRUTE_FORCE_MAX_STORED``) are searched exactly, broader ones by over-fetching
+                from the graph.
             vectors_by_id: The stored vectors, row = id (e.g. the collection's embeddings),
                 for exact search over a selective filter.
 
@@ -246,7 +251,7 @@ class VectorIndex:
         """
         vectors = self._check_vectors(vectors, "query vectors")
         k = _check_k(k)
-        ef = self.ef if ef is None else _check_k(ef, "ef")
+        ef = self.search_ef if ef is None else _check_k(ef, "ef")
         n = len(vectors)
         out_ids = np.full((n, k), -1, dtype=np.int64)
         out_scores = np.full((n, k), np.nan, dtype=np.float32)
@@ -259,7 +264,9 @@ class VectorIndex:
                     got_ids, got_scores = self._knn(vectors, kk, max(ef, kk))
                     out_ids[:, :kk], out_scores[:, :kk] = got_ids, got_scores
                 return out_ids, out_scores
-            allowed = np.unique(_as_ids(allowed_ids, "allowed_ids"))
+            allowed = _as_ids(allowed_ids, "allowed_ids")
+            if not (allowed[1:] > allowed[:-1]).all():  # sorting dominates broad filters
+                allowed = np.unique(allowed)
             # Sorted lookups, not np.isin against all ids: this runs on every filtered query.
             pos = np.minimum(np.searchsorted(self._labels, allowed), len(self._labels) - 1)
             if len(self._labels):
@@ -268,30 +275,16 @@ class VectorIndex:
                 allowed = allowed[:0]
             if len(allowed) == 0:
                 return out_ids, out_scores
-            if vectors_by_id is not None and len(allowed) <= BRUTE_FORCE_MAX:
+            brute_max = max(BRUTE_FORCE_MAX, BRUTE_FORCE_SHARE * len(self))
+            if vectors_by_id is not None and len(allowed) <= brute_max:
                 base = self._rows(vectors_by_id, allowed)
                 return self._brute(vectors, k, allowed, base, out_ids, out_scores)
             if len(allowed) <= BRUTE_FORCE_MAX_STORED:
                 base = self.get_vectors(allowed)
                 return self._brute(vectors, k, allowed, base, out_ids, out_scores)
-            if len(allowed) >= CALLBACK_MIN_SHARE * len(self):
-                kk = min(k, len(allowed))
-                mask = np.zeros(int(allowed[-1]) + 1, dtype=np.uint8)
-                mask[allowed] = 1
-                # A bytearray lookup is the cheapest Python call hnswlib can make per node.
-                table = bytearray(mask.tobytes())
-                size = len(table)
-
-                def accept(label: int) -> bool:
-                    return label < size and table[label] == 1
-
-                got_ids, got_scores = self._knn(vectors, kk, max(ef, kk), accept)
-                out_ids[:, :kk], out_scores[:, :kk] = got_ids, got_scores
-                return out_ids, out_scores
             return self._overfetch(vectors, k, ef, allowed, out_ids, out_scores)
 
-    def _knn(self, vectors: np.ndarray, k: int, ef: int,
-             accept: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _knn(self, vectors: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
         """Run an hnswlib query for ``k <= len(self)`` results; caller holds the lock.
 
         Rows that reach fewer than ``k`` items through the graph are padded with -1 / NaN.
@@ -301,18 +294,16 @@ class VectorIndex:
             # One query is fastest on one thread; batches share the cores.
             threads = 1 if len(vectors) == 1 else self.num_threads
             try:
-                labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads,
-                                                     filter=accept)
+                labels, dist = self._index.knn_query(vectors, k=k, num_threads=threads)
             except RuntimeError:
                 # hnswlib refuses the whole batch when any row reaches fewer than k items (a
                 # sparse graph, many deletions, k close to the item count): go row by row.
-                return self._knn_rows(vectors, k, accept)
+                return self._knn_rows(vectors, k)
         finally:
-            self._index.set_ef(self.ef)
+            self._index.set_ef(self.search_ef)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
 
-    def _knn_rows(self, vectors: np.ndarray, k: int,
-                  accept: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray]:
+    def _knn_rows(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Slow path of :meth:`_knn`: widest search per row, shrinking k until hnswlib answers."""
         labels = np.full((len(vectors), k), -1, dtype=np.int64)
         sims = np.full((len(vectors), k), np.nan, dtype=np.float32)
@@ -321,8 +312,7 @@ class VectorIndex:
             kk = k
             while kk:
                 try:
-                    got, dist = self._index.knn_query(vector, k=kk, num_threads=1,
-                                                      filter=accept)
+                    got, dist = self._index.knn_query(vector, k=kk, num_threads=1)
                 except RuntimeError:
                     kk = kk - 1 if kk < 8 else kk * 3 // 4
                     continue
@@ -379,7 +369,7 @@ class VectorIndex:
             out_ids = np.full((n, k), -1, dtype=np.int64)
             out_sims = np.full((n, k), np.nan, dtype=np.float32)
             kk = min(k + 1, n)  # one extra: the item itself may come back anywhere or not at all
-            search_ef = max(self.ef if ef is None else _check_k(ef, "ef"), kk)
+            search_ef = max(self.search_ef if ef is None else _check_k(ef, "ef"), kk)
             every = self._live_vectors(vectors_by_id)
             for start in range(0, n, _CHUNK):
                 rows = live[start:start + _CHUNK]
@@ -465,7 +455,8 @@ class VectorIndex:
         """
         path = Path(path)
         try:
-            dim, m, ef_c, ef = (int(params[key]) for key in ("dim", "M", "ef_construction", "ef"))
+            dim, m, ef_c = (int(params[key]) for key in ("dim", "M", "ef_construction"))
+            ef = None if params["ef"] is None else int(params["ef"])
             count = int(params["count"])
         except (KeyError, TypeError, ValueError) as error:
             raise CollectionError(f"index parameters in the manifest are incomplete: {error}"
@@ -485,9 +476,9 @@ class VectorIndex:
             index.load_index(str(path), max_elements=max(count, 1))
         except (RuntimeError, MemoryError) as error:
             raise CollectionError(f"index file {path} cannot be read: {error}") from None
-        index.set_ef(ef)
         order = np.argsort(labels, kind="stable")
         self._index, self._labels, self._dead = index, labels[order], dead[order]
+        index.set_ef(self.search_ef)
         if "live" in params and int(params["live"]) != len(self):
             raise CollectionError(f"index file {path} holds {len(self)} live items, the manifest "
                                   f"says {params['live']}")
@@ -511,6 +502,17 @@ class VectorIndex:
                              f"norm {norms[row]:.4g} ({int(bad.sum())} bad rows)")
         # Within tolerance, renormalise so that scores stay in [-1, 1].
         return arr / norms[:, None]
+
+
+def auto_ef(count: int) -> int:
+    """Default search breadth for an index of ``count`` items.
+
+    Chosen by measurement (``bench/collection.py``, CLIP-like clustered 512-d vectors, M=16,
+    ef_construction=200): recall@10 >= 0.98 needs ef 64 up to about 20k items (0.99-1.0),
+    128 at 100k (0.995; 64 gives 0.955) and 512 at 1M (0.99; 128 gives 0.89, 256 0.97).
+    ``128 * (count / 100k) ** 0.6`` passes through those points; it is clipped to [64, 512].
+    """
+    return int(min(512, max(64, math.ceil(128 * (max(count, 1) / 100_000) ** 0.6))))
 
 
 def _as_ids(ids: np.ndarray, what: str) -> np.ndarray:
