@@ -181,7 +181,7 @@ def _info(args: argparse.Namespace) -> int:
         f"{counts['live']} searchable, {counts['failed']} failed, {counts['deleted']} removed)",
         f"embeddings  {manifest['precision']}",
         f"index       hnswlib M={index.get('M')} ef_construction={index.get('ef_construction')} "
-        f"ef={index.get('ef')}",
+        f"ef={index.get('ef') or 'auto (grows with the item count)'}",
         f"map         {projection.get('method', 'none')}",
         f"created     {manifest.get('created')}   updated {manifest.get('updated')}",
     ]

@@ -245,7 +245,10 @@ class Collection:
         if where is not None:
             live = self._live_ids(kind)
             allowed = live[search.where_mask(self._items, where)[live]]
-        ids, scores = index.query(vectors, k, ef=ef, allowed_ids=allowed)
+        # The stored embeddings let a selective filter search exactly instead of widening the
+        # graph search (see VectorIndex.query).
+        ids, scores = index.query(vectors, k, ef=ef, allowed_ids=allowed,
+                                  vectors_by_id=self._embeddings)
         labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
                                                                        strict=True))]
         return search.result_frame(self._items, self._coords, ids, scores,
