@@ -10,7 +10,7 @@ vectors, brute-force search and 64 small generated images reused as thumbnail so
 widget, its wire format, JupyterLab and the browser are the real ones.
 
 Usage: python bench/widget.py [--sizes 10000 100000 1000000] [--queries 12]
-       [--out docs/_bench_widget.md]
+       [--out FILE]
 """
 
 from __future__ import annotations
@@ -229,7 +229,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "_bench_widget.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the Markdown section here (for docs/benchmarks.md)")
     parser.add_argument("--note", default="", help="a line about the run, added to the report")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -243,8 +244,10 @@ def main() -> None:
             start = time.monotonic()
             results.append(measure(context, lab, n, args.queries, received))
             print(json.dumps({**results[-1], "wall_s": time.monotonic() - start}), flush=True)
-    args.out.write_text(report(results, args.queries, args.note), encoding="utf-8")
-    print(args.out.read_text(encoding="utf-8"))
+    text = report(results, args.queries, args.note)
+    if args.out is not None:
+        args.out.write_text(text, encoding="utf-8")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The :class:`Collection`: a persistent, searchable, mapped set of encoded images and texts.
 
-The on-disk layout lives in :mod:`.store`, encoding and its cache in :mod:`.building`, query
-handling in :mod:`.search`; this module ties them together behind the public contract of
-``docs/architecture.md``.
+The on-disk layout lives in :mod:`.store`, reading it back in :mod:`._loading`, encoding and its
+cache in :mod:`.building`, the first map in :mod:`._mapping`, query handling in :mod:`.search`;
+this module ties them together behind the public contract of ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer.collection import building, search, store
+from mclip_explorer.collection._loading import load_encoder, read_folder
+from mclip_explorer.collection._mapping import MAP_NEIGHBORS as MAP_NEIGHBORS
+from mclip_explorer.collection._mapping import first_map
 from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
 
 KINDS = ("image", "text")
 PLACE_K = 10  # neighbours that place a new point on the map
-MAP_NEIGHBORS = 15
 
 
 class Collection:
@@ -82,7 +84,7 @@ class Collection:
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
         store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
         items = read_source(source)
-        encoder = _load_encoder(model, device)
+        encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
                                                 shard_size, progress)
@@ -96,13 +98,10 @@ class Collection:
         good = coll._live_ids("image")
         coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors[good],
                                                          progress=progress)}
-        coords = np.full((len(frame), 2), np.nan, dtype=np.float32)
-        if len(good):
-            coords[good], params = _fit(coll._indexes["image"], vectors[good], good, map_method,
-                                        progress)
+        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors[good],
+                                                        good, len(frame), map_method, progress)
+        if params is not None:
             manifest["projection"] = params
-        coll._coords = coords
-        coll._stretch = np.where(np.isnan(coords[:, 0]), np.nan, 0.0).astype(np.float32)
         store.checkpoint("assembled")
         coll._commit(set(store.ROLES))
         return coll
@@ -130,41 +129,12 @@ class Collection:
             # reading the manifest and the files: that is a retry, not damage.
             coll = cls._load(folder, device)
         if model is not None:
-            coll._encoder = coll._checked(_load_encoder(model, device))
+            coll._encoder = coll._checked(load_encoder(model, device))
         return coll
 
     @classmethod
     def _load(cls, folder: Path, device: str | None) -> Collection:
-        import pandas as pd
-
-        from mclip_explorer.collection.index import VectorIndex
-
-        manifest = store.read_manifest(folder)
-        files, dim = manifest["files"], manifest["dim"]
-        try:
-            items = pd.read_parquet(folder / files["items"]["name"])
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
-            raise CollectionError(f"damaged items table in {folder}: {exc}") from None
-        missing = [c for c in store.COLUMNS if c not in items.columns]
-        if missing:
-            raise CollectionError(f"damaged items table in {folder}: missing columns {missing}")
-        n = len(items)
-        if n != manifest["counts"]["items"] or not np.array_equal(items["id"], np.arange(n)):
-            raise CollectionError(f"damaged collection {folder}: items table has {n} rows, the "
-                                  f"manifest says {manifest['counts']['items']}")
-        items["path"] = store.absolute_paths(items["path"], folder)
-        items = building.normalise_items(items)  # same dtypes as a collection fresh in memory
-        arrays = {}
-        for role, shape in (("embeddings", (n, dim)), ("coords", (n, 2)), ("stretch", (n,))):
-            arrays[role] = store.load_npy(folder / files[role]["name"], what=role)
-            if arrays[role].shape != shape:
-                raise CollectionError(f"damaged collection {folder}: {role} has shape "
-                                      f"{arrays[role].shape}, expected {shape}")
-        indexes = {}
-        for kind in KINDS:
-            entry = files.get(f"index_{kind}")
-            if entry:
-                indexes[kind] = VectorIndex.load(folder / entry["name"], manifest["index"][kind])
+        manifest, items, arrays, indexes = read_folder(folder, KINDS)
         return cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
             np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
 
@@ -183,7 +153,7 @@ class Collection:
     def encoder(self) -> Encoder:
         """The collection's encoder, loaded (and fingerprint-checked) on first use."""
         if self._encoder is None:
-            self._encoder = self._checked(_load_encoder(self.model_name, self._device))
+            self._encoder = self._checked(load_encoder(self.model_name, self._device))
         return self._encoder
 
     @property
@@ -446,23 +416,3 @@ class Collection:
     def __len__(self) -> int:
         return len(self._items)
 
-
-# -------------------------------------------------------------------------------- functions
-def _load_encoder(model: str | Encoder, device: str | None) -> Encoder:
-    from mclip_explorer.models import Encoder, load_model
-
-    if isinstance(model, Encoder):
-        return model
-    if not isinstance(model, (str, Path)):
-        raise TypeError(f"model must be a model name or an Encoder, got {type(model).__name__}")
-    return load_model(str(model), device=device)
-
-
-def _fit(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, method: str,
-         progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
-    from mclip_explorer.collection.projection import fit_map
-
-    knn = index.knn_graph(min(MAP_NEIGHBORS + 1, len(ids))) if len(ids) > MAP_NEIGHBORS else None
-    coords, params = fit_map(vectors, knn=knn, ids=ids, method=method,  # type: ignore[arg-type]
-                             random_state=0, n_neighbors=MAP_NEIGHBORS, progress=progress)
-    return coords, params

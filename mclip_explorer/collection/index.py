@@ -4,7 +4,8 @@ hnswlib's inner-product space on L2-normalised vectors gives cosine similarity (
 distance``). hnswlib stores neither ``space``, ``dim`` nor ``ef`` in its file, so they travel in
 :attr:`VectorIndex.params` (the collection manifest) and :meth:`VectorIndex.load` checks the file
 against them before hnswlib reads a byte of it. Deleted items stay in the file, flagged; their ids
-are read back from those flags, so the index file alone says which ids are live.
+are read back from those flags, so the index file alone says which ids are live. The file
+checks live in :mod:`._hnsw_file`; bulk vector reads and exact ranking in :mod:`._hnsw_data`.
 
 Filtered search (``allowed_ids``, the collection's metadata ``where``) picks its strategy by
 measurement (``bench/collection.py filters``, 100k items; see docs/benchmarks.md): a selective
@@ -17,16 +18,15 @@ node); at 20-90 % it was 1-2 ms faster than over-fetching, not worth a second me
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mclip_explorer.collection import _hnsw_data, _hnsw_file
 from mclip_explorer.errors import CollectionError
 
 SPACE = "ip"
@@ -37,7 +37,6 @@ BRUTE_FORCE_MAX = 2_000
 BRUTE_FORCE_SHARE = 0.01  # ... or this share of the live items: over-fetching grows as 1/share
 BRUTE_FORCE_MAX_STORED = 256
 _GROWTH = 1.5  # capacity factor on resize: amortises the copy hnswlib makes when growing
-_HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
 _NORM_TOLERANCE = 1e-2  # float16-stored embeddings come back with |norm - 1| around 1e-3
 _GRAPH_EF = 64  # default search breadth of knn_graph (see there)
 _CHUNK = 8192  # rows per batch when sweeping the whole index (bounds temporary memory)
@@ -106,7 +105,7 @@ class VectorIndex:
             "random_seed": self.random_seed,
             "count": len(self._labels),
             "live": len(self),
-            "hnswlib": _hnswlib_version(),
+            "hnswlib": _hnsw_file.hnswlib_version(),
         }
 
     @property
@@ -201,27 +200,9 @@ class VectorIndex:
 
         From ``vectors_by_id`` (row = id) when given, else copied out of hnswlib in bulk.
         """
-        live = self.ids
         if vectors_by_id is not None:
-            return self._rows(vectors_by_id, live)
-        state = self._index.__getstate__()[0]
-        count, per = int(state["cur_element_count"]), int(state["size_data_per_element"])
-        raw = np.asarray(state["data_level0"]).view(np.uint8)[: count * per].reshape(count, per)
-        del state
-        start, label_at = int(raw.shape[1] - 8 - 4 * self.dim), int(raw.shape[1] - 8)
-        labels = np.ascontiguousarray(raw[:, label_at:label_at + 8]).view(np.int64)[:, 0]
-        order = np.argsort(labels, kind="stable")
-        pos = order[np.searchsorted(labels[order], live)]
-        return np.ascontiguousarray(raw[pos, start:label_at]).view(np.float32)
-
-    def _rows(self, vectors_by_id: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        table = np.asarray(vectors_by_id)
-        if table.ndim != 2 or table.shape[1] != self.dim:
-            raise ValueError(f"vectors_by_id must have shape (N, {self.dim}), got {table.shape}")
-        if len(ids) and int(ids.max()) >= len(table):
-            raise ValueError(f"vectors_by_id has {len(table)} rows, id {int(ids.max())} needs "
-                             "more")
-        return np.ascontiguousarray(table[ids], dtype=np.float32)
+            return _hnsw_data.rows(vectors_by_id, self.ids, self.dim)
+        return _hnsw_data.level0_vectors(self._index, self.dim, self.ids)
 
     def query(
         self,
@@ -278,7 +259,7 @@ class VectorIndex:
                 return out_ids, out_scores
             brute_max = max(BRUTE_FORCE_MAX, BRUTE_FORCE_SHARE * len(self))
             if vectors_by_id is not None and len(allowed) <= brute_max:
-                base = self._rows(vectors_by_id, allowed)
+                base = _hnsw_data.rows(vectors_by_id, allowed, self.dim)
                 return self._brute(vectors, k, allowed, base, out_ids, out_scores)
             if len(allowed) <= BRUTE_FORCE_MAX_STORED:
                 base = self.get_vectors(allowed)
@@ -326,7 +307,7 @@ class VectorIndex:
                out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the allowed vectors only (selective filters)."""
         kk = min(k, len(allowed))
-        ids, scores = _topk(vectors @ base.T, kk)
+        ids, scores = _hnsw_data.topk(vectors @ base.T, kk)
         out_ids[:, :kk], out_scores[:, :kk] = allowed[ids], scores
         return out_ids, out_scores
 
@@ -423,33 +404,18 @@ class VectorIndex:
         with self._lock:
             live = self.ids
             every = self._live_vectors(vectors_by_id)
-            best_ids = np.empty((len(vectors), 0), dtype=np.int64)
-            best_sims = np.empty((len(vectors), 0), dtype=np.float32)
-            for start in range(0, len(live), _CHUNK * 4):
-                rows = live[start:start + _CHUNK * 4]
-                sims = vectors @ every[start:start + _CHUNK * 4].T
-                cand_sims = np.concatenate([best_sims, sims], axis=1)
-                cand_ids = np.concatenate([best_ids, np.broadcast_to(rows, sims.shape)], axis=1)
-                top, best_sims = _topk(cand_sims, min(kk, cand_sims.shape[1]))
-                best_ids = np.take_along_axis(cand_ids, top, axis=1)
+            best_ids = _hnsw_data.exact_topk(vectors, live, every, kk, _CHUNK * 4)
         hits = sum(len(np.intersect1d(a, b)) for a, b in zip(got, best_ids, strict=True))
         return hits / (len(vectors) * kk)
 
     # ------------------------------------------------------------------------------- files
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index file atomically (temporary file in the same folder, then rename)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        def write(tmp: str) -> None:
             with self._lock:
                 self._index.save_index(tmp)
-            with open(tmp, "rb+") as handle:  # noqa: PTH123  (need the fd for fsync)
-                os.fsync(handle.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        _hnsw_file.save_atomic(Path(path), write)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], params: dict[str, Any]) -> VectorIndex:
@@ -459,28 +425,13 @@ class VectorIndex:
             CollectionError: The file is missing, truncated, or does not match ``params``.
         """
         path = Path(path)
-        try:
-            dim, m, ef_c = (int(params[key]) for key in ("dim", "M", "ef_construction"))
-            ef = None if params["ef"] is None else int(params["ef"])
-            count = int(params["count"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise CollectionError(f"index parameters in the manifest are incomplete: {error}"
-                                  ) from None
-        if params.get("space", SPACE) != SPACE:
-            raise CollectionError(f"index space {params.get('space')!r} is not supported "
-                                  f"(expected {SPACE!r})")
+        dim, m, ef_c, ef, count = _hnsw_file.read_params(params, SPACE)
         if not path.is_file():
             raise CollectionError(f"index file is missing: {path}")
-        labels, dead = _read_layout(path, dim=dim, m=m, count=count)
+        labels, dead = _hnsw_file.read_layout(path, dim=dim, m=m, count=count)
         self = cls(dim, M=m, ef_construction=ef_c, ef=ef,
                    random_seed=int(params.get("random_seed", 100)))
-        import hnswlib
-
-        index = hnswlib.Index(space=SPACE, dim=dim)
-        try:
-            index.load_index(str(path), max_elements=max(count, 1))
-        except (RuntimeError, MemoryError) as error:
-            raise CollectionError(f"index file {path} cannot be read: {error}") from None
+        index = _hnsw_file.load_hnsw(path, space=SPACE, dim=dim, count=count)
         order = np.argsort(labels, kind="stable")
         self._index, self._labels, self._dead = index, labels[order], dead[order]
         index.set_ef(self.search_ef)
@@ -536,55 +487,3 @@ def _check_k(k: int, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"{what} must be a positive integer, got {k!r}")
     return int(k)
-
-
-def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column positions and values of the ``k`` largest entries of each row, best first."""
-    if k < sims.shape[1]:
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
-    vals = np.take_along_axis(sims, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
-
-
-def _hnswlib_version() -> str:
-    try:
-        return importlib.metadata.version("hnswlib")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _read_layout(path: Path, *, dim: int, m: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Check an hnswlib 0.8 file against the manifest; return its labels and deleted flags.
-
-    hnswlib itself trusts the file: a wrong ``dim`` or a truncated file reads garbage or
-    crashes, so the header and the sizes are checked here first.
-    """
-    size = path.stat().st_size
-    if size < _HEADER_BYTES:
-        raise CollectionError(f"index file {path} is truncated ({size} bytes)")
-    header = np.fromfile(path, dtype=np.uint8, count=_HEADER_BYTES)
-    sizes = header[:48].view(np.uint64)  # offsetLevel0, max_elements, count, per_element,
-    stored, per_element, label_offset = int(sizes[2]), int(sizes[3]), int(sizes[4])
-    file_m = int(header[72:80].view(np.uint64)[0])  # label_offset, offsetData
-    links0 = (2 * m) * 4 + 4  # level-0 neighbour list: count word + 2M uint32 ids
-    if file_m != m or per_element != links0 + 4 * dim + 8:
-        found = (per_element - 8 - (2 * file_m * 4 + 4)) // 4
-        raise CollectionError(f"index file {path} does not match the manifest: it holds "
-                              f"dim={found}, M={file_m}; the manifest says dim={dim}, M={m}")
-    if stored != count:
-        raise CollectionError(f"index file {path} holds {stored} items, the manifest says "
-                              f"{count}")
-    minimum = _HEADER_BYTES + stored * (per_element + 4)
-    if size < minimum:
-        raise CollectionError(f"index file {path} is truncated ({size} of at least {minimum} "
-                              "bytes)")
-    level0 = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER_BYTES,
-                       shape=(stored, per_element))
-    # Byte 2 of each element's level-0 header carries hnswlib's DELETE_MARK (0x01).
-    dead = (np.asarray(level0[:, 2]) & 1).astype(bool)
-    labels = np.ascontiguousarray(level0[:, label_offset:label_offset + 8]).view(np.int64)[:, 0]
-    del level0
-    return labels.copy(), dead
