@@ -152,10 +152,12 @@ def part_search1m(args: argparse.Namespace) -> dict[str, Any]:
         out["build_s"] = round(seconds, 1)
     out["index_file_mb"] = round(path.stat().st_size / 2**20, 1)
     out["params"] = index.params
-    for ef in (16, 32, 64, 128):
-        out[f"ef{ef}"] = {
+    # None is the default: auto_ef of the index size (see index.auto_ef).
+    for ef in (None, 64, 128, 256, 512):
+        out[f"ef{ef if ef is not None else '_default'}"] = {
             **latency(lambda i, ef=ef: index.query(queries[i % len(queries)], 10, ef=ef), 1000),
-            "recall@10": round(recall(index, base, queries[:200], ef=ef), 4)}
+            "recall@10": round(recall(index, base, queries[:200], ef=ef), 4),
+            "ef_used": ef if ef is not None else index.search_ef}
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
