@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,8 @@ def explore(
             ``clip-ViT-B-32-multilingual-v1``; an existing collection uses its own model.
         out: Collection folder for a build. Default for a folder ``photos/`` is the sibling
             ``photos.mclip/`` (never inside the image folder, whose scan would pick up the
-            thumbnails); for other sources a new temporary folder.
+            thumbnails; bundled or read-only folders go to ``~/.cache/mclip-explorer``, see
+            :func:`default_out`); for other sources a new temporary folder.
         progress: Show a progress bar while building.
         **kwargs: Widget options (``color_by``, ``k``, ``thumb_size``).
 
@@ -60,9 +63,24 @@ def explore(
 
 
 def default_out(source: Any) -> Path:
-    """Where ``explore()`` keeps the collection of a source it builds (see ``explore``)."""
+    """Where ``explore()`` keeps the collection of a source it builds (see ``explore``).
+
+    A folder's collection goes beside it (``photos/`` -> ``photos.mclip/``), except for folders
+    inside this package (the bundled sample) or beside which nothing can be written: those go to
+    ``$MCLIP_EXPLORER_CACHE`` (default ``~/.cache/mclip-explorer``), one folder per source path.
+    """
     if isinstance(source, (str, Path)) and Path(source).expanduser().is_dir():
         folder = Path(source).expanduser().resolve()
-        return folder.parent / f"{folder.name}.mclip"
+        package = Path(__file__).resolve().parent
+        if not folder.is_relative_to(package) and os.access(folder.parent, os.W_OK):
+            return folder.parent / f"{folder.name}.mclip"
+        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+        return cache_home() / f"{folder.name}-{digest}.mclip"
     return Path(tempfile.mkdtemp(prefix="mclip-explorer-"))
+
+
+def cache_home() -> Path:
+    """The folder for collections of read-only or bundled sources."""
+    value = os.environ.get("MCLIP_EXPLORER_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "mclip-explorer"
 

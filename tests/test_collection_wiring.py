@@ -55,3 +55,18 @@ def test_explore_returns_the_widget_of_this_collection(coll: Collection) -> None
     widget = coll.explore()
     assert isinstance(widget, ExplorerWidget)
     assert widget.collection is coll
+
+
+def test_default_out_keeps_collections_out_of_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mclip_explorer.api import default_out
+    from mclip_explorer.data import sample_images
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    assert default_out(photos) == tmp_path / "photos.mclip"
+    monkeypatch.setenv("MCLIP_EXPLORER_CACHE", str(tmp_path / "cache"))
+    out = default_out(sample_images())
+    assert out.parent == tmp_path / "cache" and out.name.endswith(".mclip")
+    assert default_out(sample_images()) == out  # the same source reuses its collection
