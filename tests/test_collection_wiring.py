@@ -70,3 +70,4 @@ def test_default_out_keeps_collections_out_of_the_package(
     out = default_out(sample_images())
     assert out.parent == tmp_path / "cache" and out.name.endswith(".mclip")
     assert default_out(sample_images()) == out  # the same source reuses its collection
+

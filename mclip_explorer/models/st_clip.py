@@ -57,6 +57,10 @@ def features(output: Any) -> torch.Tensor:
     return output if pooled is None else pooled
 
 
+OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot",
+                         "tf_model*", "flax_model*", "rust_model*"]
+
+
 def local_repo(repo: str, override: str | Path | None, weights_dir: str | Path | None) -> Path:
     """A local folder for ``repo``: override, weights folder, then the Hugging Face cache."""
     found = resolve_repo(repo, override, weights_dir)
@@ -67,7 +71,8 @@ def local_repo(repo: str, override: str | Path | None, weights_dir: str | Path |
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo))
+        # Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
+        return Path(snapshot_download(repo, ignore_patterns=OTHER_FRAMEWORK_FILES))
     except Exception as exc:  # any hub failure means the same to a user
         raise WeightsNotFoundError(hub_hint(repo)) from exc
 
