@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, Union
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from mclip_explorer.analysis._common import (
 )
 
 ALL = "all"
-Queries = pd.DataFrame | Mapping[str, Sequence[str]] | Sequence[str] | None
+Queries: TypeAlias = Union[pd.DataFrame, Mapping[str, Sequence[str]], Sequence[str], None]
 
 
 @dataclass(frozen=True)
