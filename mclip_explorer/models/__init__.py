@@ -91,6 +91,10 @@ def load_model(
         spec = spec_for_path(name, weights_dir=weights_dir)
     else:
         spec = get_spec(name)  # raises UnknownModelError with the valid names
+    if paths.get("head") is not None and spec.head_file is None:
+        # Only the legacy M-CLIP models have a separately published head (see the registry).
+        raise TypeError(f"{spec.name} has no separate head file: head= is for the legacy M-BERT "
+                        "models only")
     module_name, function = LOADERS[spec.family].split(":")
     loader = getattr(importlib.import_module(module_name), function)
     encoder: Encoder = loader(spec, device=device, dtype=dtype, weights_dir=weights_dir, **paths)

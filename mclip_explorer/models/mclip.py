@@ -253,9 +253,7 @@ def load(
 
     from mclip_explorer.models.openclip import load_image_tower
 
-    if head is not None:
-        raise TypeError(f"{spec.name} keeps its head in its own weights; head= is for the "
-                        "legacy M-BERT models only")
+    del head  # load_model refuses head= for models without a head file
     folder = locate(spec.text_repo, text, weights_dir)
     config = read_mclip_config(folder, spec)
     transformer_state, head_state = split_state(read_state_dict(folder), folder)

@@ -300,8 +300,7 @@ def load(
     """Load a whole open_clip model; ``text=`` or ``image=`` may name its local folder."""
     import open_clip
 
-    if head is not None:
-        raise TypeError(f"{spec.name} has no separate head; head= applies to legacy M-CLIP only")
+    del head  # load_model refuses head= for models without a head file
     if text is not None and image is not None and Path(text) != Path(image):
         raise TypeError(f"{spec.name} is one model: pass its folder once (text= or image=)")
     override = image if image is not None else text

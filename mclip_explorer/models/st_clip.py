@@ -291,8 +291,7 @@ def load(
     """Load both towers of ``spec``; ``text=`` / ``image=`` point the hub ids at local folders."""
     from transformers import AutoProcessor, CLIPModel
 
-    if head is not None:
-        raise TypeError(f"{spec.name} has no separate head; head= applies to legacy M-CLIP only")
+    del head  # load_model refuses head= for models without a head file
     image_folder = local_repo(spec.image_repo, image, weights_dir)
     inner = _clip_folder(image_folder)
     if inner is None:
