@@ -147,7 +147,7 @@ def gpu_decode_only(encoder: Any, paths: list[Path], batch_size: int) -> float:
     """Images/s of nvJPEG decode + resize/crop/normalise alone, bytes already in memory."""
     import torch
 
-    from mclip_explorer.gpu_decode import decode_jpegs, describe_transform, preprocess
+    from mclip_explorer.models.gpu_decode import decode_jpegs, describe_transform, preprocess
 
     spec = describe_transform(encoder.image_transform)
     if spec is None:

@@ -90,7 +90,7 @@ import sys, json, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from bench.widget import SyntheticCollection
-from mclip_explorer.widget import ExplorerWidget  # what explore(collection) returns
+from mclip_explorer.widget.explorer import ExplorerWidget  # what explore(collection) returns
 coll = SyntheticCollection({n}, Path({folder!r}))
 t0 = time.time() * 1000
 w = ExplorerWidget(coll, color_by="cluster", k=10)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mclip_explorer._version import __version__
 
 if TYPE_CHECKING:
-    from mclip_explorer.api import explore
+    from mclip_explorer.widget import explore
     from mclip_explorer.collection import Collection
     from mclip_explorer.models import Encoder, available_models, load_model
 
@@ -20,7 +20,7 @@ __all__ = ["Collection", "Encoder", "__version__", "available_models", "explore"
 
 # Public name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
-    "explore": "mclip_explorer.api",
+    "explore": "mclip_explorer.widget",
     "Collection": "mclip_explorer.collection",
     "Encoder": "mclip_explorer.models",
     "available_models": "mclip_explorer.models",

@@ -50,9 +50,9 @@ def test_thumbnail_is_a_small_cached_webp(coll: Collection) -> None:
 
 
 def test_explore_returns_the_widget_of_this_collection(coll: Collection) -> None:
-    from mclip_explorer.widget import ExplorerWidget
+    from mclip_explorer.widget import ExplorerWidget, explore
 
-    widget = coll.explore()
+    widget = explore(coll)
     assert isinstance(widget, ExplorerWidget)
     assert widget.collection is coll
 
@@ -60,7 +60,7 @@ def test_explore_returns_the_widget_of_this_collection(coll: Collection) -> None
 def test_default_out_keeps_collections_out_of_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mclip_explorer.api import default_out
+    from mclip_explorer.widget.api import default_out
     from mclip_explorer.data import sample_images
 
     photos = tmp_path / "photos"

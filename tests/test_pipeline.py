@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 transforms = pytest.importorskip("torchvision.transforms")
 
 from mclip_explorer.errors import BadImageError, BadImageWarning  # noqa: E402
-from mclip_explorer.gpu_decode import (  # noqa: E402
+from mclip_explorer.models.gpu_decode import (  # noqa: E402
     GpuPreprocess,
     decode_jpegs,
     describe_transform,

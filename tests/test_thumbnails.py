@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mclip_explorer import thumbnails
-from mclip_explorer.thumbnails import ThumbnailError, thumbnail
+from mclip_explorer.collection import thumbnails
+from mclip_explorer.collection.thumbnails import ThumbnailError, thumbnail
 from tests.browser.toydata import build_collection
 
 

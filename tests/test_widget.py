@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 
-from mclip_explorer._serialize import WireError, encode_column
-from mclip_explorer.widget import ExplorerWidget
+from mclip_explorer.widget.codecs import WireError, encode_column
+from mclip_explorer.widget.explorer import ExplorerWidget
 from tests.browser.toydata import build_collection, make_images
 
 
@@ -296,7 +296,7 @@ def test_explore_builds_a_folder_once_then_reuses_it(
 def test_a_missing_bundle_says_how_to_build_it(
     coll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mclip_explorer.widget as widget_module
+    import mclip_explorer.widget.explorer as widget_module
 
     monkeypatch.setattr(widget_module, "_BUNDLE", tmp_path / "widget.js")
     with pytest.raises(FileNotFoundError, match="npm install && npm run build"):

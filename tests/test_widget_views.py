@@ -11,8 +11,8 @@ import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 
 from mclip_explorer import analysis
-from mclip_explorer._serialize import WireError
-from mclip_explorer.widget import ExplorerWidget
+from mclip_explorer.widget.codecs import WireError
+from mclip_explorer.widget.explorer import ExplorerWidget
 from tests.browser.toydata import build_collection, make_images
 
 GERMAN = ["rot", "blau", "grün", "gelb"]
@@ -277,7 +277,7 @@ def test_hubs_panel_lists_hubs_and_the_queries_that_found_them(
 def test_many_rows_are_capped_but_counted(
     widget: ExplorerWidget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("mclip_explorer.widget_views.MAX_PANEL_ROWS", 2)
+    monkeypatch.setattr("mclip_explorer.widget.views.MAX_PANEL_ROWS", 2)
     dups = widget.show_duplicates(threshold=0.95)
     assert widget._panel["total"] == dups["group"].nunique() > 2
     assert len(widget._panel["cells"]) == 2 and len(panel_rows(widget)) == 2

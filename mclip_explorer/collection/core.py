@@ -1,7 +1,7 @@
 """The :class:`Collection`: a persistent, searchable, mapped set of encoded images and texts.
 
 The on-disk layout lives in :mod:`.store`, reading it back in :mod:`._loading`, encoding and its
-cache in :mod:`.building`, the first map in :mod:`._mapping`, query handling in :mod:`.search`;
+cache in :mod:`.building`, the first map in :mod:`.projection`, query handling in :mod:`.search`;
 this module ties them together behind the public contract of ``docs/architecture.md``.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from mclip_explorer.collection import building, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
-from mclip_explorer.collection._mapping import MAP_NEIGHBORS as MAP_NEIGHBORS
-from mclip_explorer.collection._mapping import first_map
+from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
+from mclip_explorer.collection.projection import first_map
 from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
     from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.base import Encoder
-    from mclip_explorer.widget import ExplorerWidget
 
 KINDS = ("image", "text")
 PLACE_K = 10  # neighbours that place a new point on the map
@@ -237,15 +236,9 @@ class Collection:
 
     def thumbnail(self, item_id: int, size: int = 128) -> bytes:
         """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""
-        from mclip_explorer.thumbnails import thumbnail
+        from mclip_explorer.collection.thumbnails import thumbnail
 
         return thumbnail(self, item_id, size)
-
-    def explore(self, **kwargs: Any) -> ExplorerWidget:
-        """The explorer widget of this collection (see :func:`mclip_explorer.explore`)."""
-        from mclip_explorer.api import explore
-
-        return explore(self, **kwargs)
 
     def place(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map positions and stretch of new vectors, from their nearest images (no refit)."""

@@ -29,7 +29,7 @@ from mclip_explorer.models.base import ErrorMode, ImageBatch, normalize
 if TYPE_CHECKING:
     import torch
 
-    from mclip_explorer.gpu_decode import GpuPreprocess
+    from mclip_explorer.models.gpu_decode import GpuPreprocess
     from mclip_explorer.models.torch_base import TorchEncoder
 
 # Threads feeding nvJPEG, each on its own CUDA stream; batches are decoded ahead of the forward
@@ -61,7 +61,7 @@ class ImageDataset:
         item = self.images[index]
         try:
             if self.read_jpegs:
-                from mclip_explorer.gpu_decode import read_plain_jpeg
+                from mclip_explorer.models.gpu_decode import read_plain_jpeg
 
                 data = read_plain_jpeg(item)
                 if data is not None:
@@ -224,7 +224,7 @@ def _decode_on_device(
     """Decode and preprocess JPEG bytes on the device; items nvJPEG refuses go through PIL."""
     import torch
 
-    from mclip_explorer.gpu_decode import decode_jpegs, preprocess
+    from mclip_explorer.models.gpu_decode import decode_jpegs, preprocess
 
     bounds = offsets.tolist()
     datas = [flat[a:b] for a, b in itertools.pairwise(bounds)]

@@ -29,7 +29,7 @@ from mclip_explorer.models.base import Encoder, ErrorMode, ImageBatch, _check_ba
 if TYPE_CHECKING:
     import torch
 
-    from mclip_explorer.gpu_decode import GpuPreprocess
+    from mclip_explorer.models.gpu_decode import GpuPreprocess
 
 
 def select_device(device: str | None = None) -> torch.device:
@@ -151,7 +151,7 @@ class TorchEncoder(Encoder):
         memory and are copied without blocking; each batch's forward pass is queued before the
         previous batch's result is handed out, so the GPU keeps working while the caller (and
         the host side of the copy) handles the last one. Plain JPEGs are decoded on the GPU when
-        :attr:`gpu_decode` allows it (see :mod:`mclip_explorer.gpu_decode`).
+        :attr:`gpu_decode` allows it (see :mod:`mclip_explorer.models.gpu_decode`).
         """
         from torch.utils.data import DataLoader
 
@@ -190,7 +190,7 @@ class TorchEncoder(Encoder):
 
     def _gpu_preprocess(self) -> GpuPreprocess | None:
         """The preprocessing to run on the device, or ``None`` for the all-CPU path."""
-        from mclip_explorer.gpu_decode import describe_transform, gpu_decode_enabled
+        from mclip_explorer.models.gpu_decode import describe_transform, gpu_decode_enabled
 
         wanted = self.gpu_decode
         if wanted is None:

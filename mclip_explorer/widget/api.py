@@ -12,7 +12,7 @@ from mclip_explorer.collection.store import MANIFEST
 
 if TYPE_CHECKING:
     from mclip_explorer.models import Encoder
-    from mclip_explorer.widget import ExplorerWidget
+    from mclip_explorer.widget.explorer import ExplorerWidget
 
 DEFAULT_MODEL = "clip-ViT-B-32-multilingual-v1"
 
@@ -44,7 +44,7 @@ def explore(
         The widget; display it (it is the last expression of a cell) to see the map.
     """
     from mclip_explorer.collection import Collection
-    from mclip_explorer.widget import ExplorerWidget
+    from mclip_explorer.widget.explorer import ExplorerWidget
 
     source = collection_or_path_or_images
     if isinstance(source, Collection):

@@ -25,7 +25,7 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer import analysis
-from mclip_explorer._serialize import WireError, check_ids, to_buffer
+from mclip_explorer.widget.codecs import WireError, check_ids, to_buffer
 
 if TYPE_CHECKING:
     from mclip_explorer.analysis import Hubness, LanguageLanes, ModalityGap

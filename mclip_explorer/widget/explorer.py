@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from mclip_explorer import thumbnails
-from mclip_explorer._serialize import (
+from mclip_explorer.collection import thumbnails
+from mclip_explorer.widget.codecs import (
     IDS_SERIALIZATION,
     WireError,
     as_strings,
@@ -32,9 +32,9 @@ from mclip_explorer._serialize import (
     text_field,
     to_buffer,
 )
-from mclip_explorer.widget_views import AnalysisViews
+from mclip_explorer.widget.views import AnalysisViews
 
-_BUNDLE = Path(__file__).parent / "static" / "widget.js"
+_BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
@@ -48,7 +48,7 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     lassoed on the map (live, debounced) and may be set from Python; ``highlight(ids)`` marks
     items; ``results`` holds the DataFrame of every query on the map. The analysis views
     (``color_by_zero_shot``, ``show_gap``, ``show_lanes``, ``show_duplicates``, ``show_hubs``)
-    come from :class:`~mclip_explorer.widget_views.AnalysisViews`.
+    come from :class:`~mclip_explorer.widget.views.AnalysisViews`.
     """
 
     # anywidget reads the file when the class is made; without a build, __init__ says what to do.
