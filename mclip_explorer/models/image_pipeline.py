@@ -17,8 +17,9 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -30,12 +31,36 @@ if TYPE_CHECKING:
     import torch
 
     from mclip_explorer.models.gpu_decode import GpuPreprocess
-    from mclip_explorer.models.torch_base import TorchEncoder
 
 # Threads feeding nvJPEG, each on its own CUDA stream; batches are decoded ahead of the forward
 # pass (one per thread plus one waiting). H100 host, ViT-B/32, 16k JPEGs, 4 readers, one run:
 # 1 thread 6.3-6.5k img/s, 2 threads 6.7k, 3 threads 7.3k; 2 threads with 3 readers 7.8k.
 DECODE_THREADS = 2
+
+
+class ImageTower(Protocol):
+    """What the pipeline needs of its encoder (``TorchEncoder`` provides it).
+
+    A protocol rather than the class itself: ``torch_base`` drives this module, so this module
+    naming ``TorchEncoder`` would close an import cycle.
+    """
+
+    # Read-only properties, so that plain attributes and properties both satisfy them.
+    @property
+    def device(self) -> torch.device:
+        """Where the forward pass runs."""
+
+    @property
+    def dim(self) -> int:
+        """Width of the embeddings."""
+
+    @property
+    def image_transform(self) -> Callable[[Any], Any]:
+        """PIL image -> pixel tensor, run in the DataLoader workers."""
+
+    def _autocast(self) -> AbstractContextManager[Any]: ...
+
+    def _forward_images(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
 
 class ImageDataset:
@@ -130,7 +155,7 @@ class PendingBatch:
 
 
 def run_pipeline(
-    encoder: TorchEncoder,
+    encoder: ImageTower,
     images: Sequence[ImageInput],
     loader: Any,
     spec: GpuPreprocess | None,
@@ -187,7 +212,7 @@ def run_pipeline(
 
 
 def _prepare(
-    encoder: TorchEncoder,
+    encoder: ImageTower,
     images: Sequence[ImageInput],
     raw: tuple[Any, ...],
     spec: GpuPreprocess | None,
@@ -213,7 +238,7 @@ def _prepare(
 
 
 def _decode_on_device(
-    encoder: TorchEncoder,
+    encoder: ImageTower,
     images: Sequence[ImageInput],
     indices: list[int],
     flat: torch.Tensor,
@@ -249,7 +274,7 @@ def _decode_on_device(
     return pieces
 
 
-def _launch(encoder: TorchEncoder, batch: Prepared) -> PendingBatch:
+def _launch(encoder: ImageTower, batch: Prepared) -> PendingBatch:
     """Queue one batch's forward pass and the copy of its result back to the host."""
     import torch
 
