@@ -97,8 +97,8 @@ class Collection:
         good = coll._live_ids("image")
         coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors[good],
                                                          progress=progress)}
-        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors[good],
-                                                        good, len(frame), map_method, progress)
+        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors, good,
+                                                        len(frame), map_method, progress)
         if params is not None:
             manifest["projection"] = params
         store.checkpoint("assembled")

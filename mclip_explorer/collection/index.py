@@ -18,7 +18,6 @@ node); at 20-90 % it was 1-2 ms faster than over-fetching, not worth a second me
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mclip_explorer.collection import _hnsw_data, _hnsw_file
+from mclip_explorer.collection import _hnsw_data, _hnsw_file, _hnsw_filter
+from mclip_explorer.collection._index_checks import as_ids, auto_ef, check_k, check_unit_vectors
 from mclip_explorer.errors import CollectionError
 
 SPACE = "ip"
@@ -37,7 +37,6 @@ BRUTE_FORCE_MAX = 2_000
 BRUTE_FORCE_SHARE = 0.01  # ... or this share of the live items: over-fetching grows as 1/share
 BRUTE_FORCE_MAX_STORED = 256
 _GROWTH = 1.5  # capacity factor on resize: amortises the copy hnswlib makes when growing
-_NORM_TOLERANCE = 1e-2  # float16-stored embeddings come back with |norm - 1| around 1e-3
 _GRAPH_EF = 64  # default search breadth of knn_graph (see there)
 _CHUNK = 8192  # rows per batch when sweeping the whole index (bounds temporary memory)
 
@@ -141,7 +140,7 @@ class VectorIndex:
         Raises:
             ValueError: Bad shapes, repeated or already-present ids, non-finite or non-unit rows.
         """
-        ids = _as_ids(ids, "ids")
+        ids = as_ids(ids, "ids")
         vectors = self._check_vectors(vectors, "vectors")
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
@@ -169,7 +168,7 @@ class VectorIndex:
         Raises:
             KeyError: An id that was never added.
         """
-        ids = np.unique(_as_ids(ids, "ids"))
+        ids = np.unique(as_ids(ids, "ids"))
         with self._lock:
             pos = np.searchsorted(self._labels, ids)
             found = np.isin(ids, self._labels, assume_unique=True)
@@ -184,7 +183,7 @@ class VectorIndex:
     # ------------------------------------------------------------------------------ reading
     def get_vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored float32 vectors of a few live ids, ``(n, dim)`` (item by item: slow)."""
-        ids = _as_ids(ids, "ids")
+        ids = as_ids(ids, "ids")
         if len(ids) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         with self._lock:
@@ -195,14 +194,16 @@ class VectorIndex:
                 raise KeyError(f"some ids are not live in the index: {error}") from None
         return np.asarray(out, dtype=np.float32).reshape(len(ids), self.dim)
 
-    def _live_vectors(self, vectors_by_id: np.ndarray | None) -> np.ndarray:
-        """Vectors of every live item in the order of :attr:`ids`; caller holds the lock.
+    def _vectors_of(self, ids: np.ndarray, vectors_by_id: np.ndarray | None) -> np.ndarray:
+        """The vectors hnswlib holds for stored ``ids``; callers pass at most ``_CHUNK`` of them.
 
-        From ``vectors_by_id`` (row = id) when given, else copied out of hnswlib in bulk.
+        With ``vectors_by_id`` (row = id, the vectors once added) they are checked and
+        renormalised as :meth:`add` did before storing them, so both ways give the same bits.
         """
         if vectors_by_id is not None:
-            return _hnsw_data.rows(vectors_by_id, self.ids, self.dim)
-        return _hnsw_data.level0_vectors(self._index, self.dim, self.ids)
+            return self._check_vectors(_hnsw_data.rows(vectors_by_id, ids, self.dim),
+                                       "vectors_by_id")
+        return _hnsw_data.stored_vectors(self._index, ids, self.dim)
 
     def query(
         self,
@@ -232,8 +233,8 @@ class VectorIndex:
             best first; rows are padded with id -1 and score NaN when fewer than ``k`` match.
         """
         vectors = self._check_vectors(vectors, "query vectors")
-        k = _check_k(k)
-        ef = self.search_ef if ef is None else _check_k(ef, "ef")
+        k = check_k(k)
+        ef = self.search_ef if ef is None else check_k(ef, "ef")
         n = len(vectors)
         out_ids = np.full((n, k), -1, dtype=np.int64)
         out_scores = np.full((n, k), np.nan, dtype=np.float32)
@@ -246,25 +247,18 @@ class VectorIndex:
                     got_ids, got_scores = self._knn(vectors, kk, max(ef, kk))
                     out_ids[:, :kk], out_scores[:, :kk] = got_ids, got_scores
                 return out_ids, out_scores
-            allowed = _as_ids(allowed_ids, "allowed_ids")
-            if not (allowed[1:] > allowed[:-1]).all():  # sorting dominates broad filters
-                allowed = np.unique(allowed)
-            # Sorted lookups, not np.isin against all ids: this runs on every filtered query.
-            pos = np.minimum(np.searchsorted(self._labels, allowed), len(self._labels) - 1)
-            if len(self._labels):
-                allowed = allowed[(self._labels[pos] == allowed) & ~self._dead[pos]]
-            else:
-                allowed = allowed[:0]
+            allowed = _hnsw_filter.live_allowed(as_ids(allowed_ids, "allowed_ids"),
+                                                self._labels, self._dead)
             if len(allowed) == 0:
                 return out_ids, out_scores
             brute_max = max(BRUTE_FORCE_MAX, BRUTE_FORCE_SHARE * len(self))
             if vectors_by_id is not None and len(allowed) <= brute_max:
                 base = _hnsw_data.rows(vectors_by_id, allowed, self.dim)
-                return self._brute(vectors, k, allowed, base, out_ids, out_scores)
-            if len(allowed) <= BRUTE_FORCE_MAX_STORED:
+            elif len(allowed) <= BRUTE_FORCE_MAX_STORED:
                 base = self.get_vectors(allowed)
-                return self._brute(vectors, k, allowed, base, out_ids, out_scores)
-            return self._overfetch(vectors, k, ef, allowed, out_ids, out_scores)
+            else:
+                return self._overfetch(vectors, k, ef, allowed, out_ids, out_scores)
+            return _hnsw_filter.brute(vectors, k, allowed, base, out_ids, out_scores)
 
     def _knn(self, vectors: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
         """Run an hnswlib query for ``k <= len(self)`` results; caller holds the lock.
@@ -302,34 +296,11 @@ class VectorIndex:
                 break
         return labels, sims
 
-    @staticmethod
-    def _brute(vectors: np.ndarray, k: int, allowed: np.ndarray, base: np.ndarray,
-               out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search over the allowed vectors only (selective filters)."""
-        kk = min(k, len(allowed))
-        ids, scores = _hnsw_data.topk(vectors @ base.T, kk)
-        out_ids[:, :kk], out_scores[:, :kk] = allowed[ids], scores
-        return out_ids, out_scores
-
     def _overfetch(self, vectors: np.ndarray, k: int, ef: int, allowed: np.ndarray,
                    out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Graph search for more than ``k`` and drop what is not allowed (broad filters)."""
-        live = len(self)
-        share = len(allowed) / live
-        fetch = min(live, max(2 * k, math.ceil(2 * k / share)))
-        todo = np.arange(len(vectors))
-        while len(todo):
-            labels, scores = self._knn(vectors[todo], fetch, max(ef, fetch))
-            keep = allowed[np.minimum(np.searchsorted(allowed, labels), len(allowed) - 1)] == labels
-            filled = keep.sum(axis=1)
-            done = (filled >= k) | (fetch >= live)
-            for row in np.flatnonzero(done):
-                sel = np.flatnonzero(keep[row])[:k]
-                out_ids[todo[row], :len(sel)] = labels[row, sel]
-                out_scores[todo[row], :len(sel)] = scores[row, sel]
-            todo = todo[~done]
-            fetch = min(live, fetch * 4)
-        return out_ids, out_scores
+        """Broad filters: see :func:`._hnsw_filter.overfetch`; caller holds the lock."""
+        return _hnsw_filter.overfetch(self._knn, len(self), vectors, k, ef, allowed, out_ids,
+                                      out_scores)
 
     def knn_graph(self, k: int, *, ef: int | None = None,
                   vectors_by_id: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -340,13 +311,14 @@ class VectorIndex:
             ef: Search breadth (default: ``max(64, k + 1)``, or the index's fixed ``ef`` when it
                 has one). A map does not need the search's recall (UMAP's own neighbour search
                 is approximate too), and at 100k items ef 64 halves this sweep against 128.
-            vectors_by_id: The stored vectors, row = id; saves a bulk copy out of hnswlib.
+            vectors_by_id: The stored vectors, row = id; without them the vectors are read from
+                hnswlib a chunk at a time (slower, never a copy of the whole index).
 
         Returns:
             ``(ids, sims)``: int64 ``(N, k)`` neighbour ids and float32 ``(N, k)`` similarities,
             rows in the order of :attr:`ids`; padded with -1 / NaN when ``k > N``.
         """
-        k = _check_k(k)
+        k = check_k(k)
         with self._lock:
             live = self.ids
             n = len(live)
@@ -355,24 +327,16 @@ class VectorIndex:
             kk = min(k + 1, n)  # one extra: the item itself may come back anywhere or not at all
             if ef is None:
                 ef = self.ef if self.ef is not None else _GRAPH_EF
-            search_ef = max(_check_k(ef, "ef"), kk)
-            every = self._live_vectors(vectors_by_id)
+            search_ef = max(check_k(ef, "ef"), kk)
             for start in range(0, n, _CHUNK):
                 rows = live[start:start + _CHUNK]
-                vecs = self._check_vectors(every[start:start + _CHUNK], "vectors_by_id")
-                labels, sims = self._knn(vecs, kk, search_ef) if kk else (None, None)
+                vecs = self._check_vectors(self._vectors_of(rows, vectors_by_id), "vectors_by_id")
                 out_ids[start:start + len(rows), 0] = rows
                 out_sims[start:start + len(rows), 0] = 1.0
-                if labels is None or k == 1:
-                    continue
-                others = labels != rows[:, None]
-                # Stable argsort of "is self" moves the item's own entry to the end of its row.
-                order = np.argsort(~others, axis=1, kind="stable")[:, : min(k - 1, n - 1)]
-                width = order.shape[1]
-                out_ids[start:start + len(rows), 1:1 + width] = np.take_along_axis(
-                    labels, order, axis=1)
-                out_sims[start:start + len(rows), 1:1 + width] = np.take_along_axis(
-                    sims, order, axis=1)
+                if kk and k > 1:
+                    labels, sims = self._knn(vecs, kk, search_ef)
+                    block = slice(start, start + len(rows))
+                    _hnsw_data.put_others(labels, sims, rows, out_ids[block], out_sims[block])
         return out_ids, out_sims
 
     def exact_recall(
@@ -387,13 +351,14 @@ class VectorIndex:
             k: Neighbours compared per query.
             ef: Search breadth to evaluate (default: the index's ``ef``).
             seed: Seed of the sample.
-            vectors_by_id: The stored vectors, row = id; saves a bulk copy out of hnswlib.
+            vectors_by_id: The stored vectors, row = id; without them the vectors are read from
+                hnswlib a chunk at a time (slower, never a copy of the whole index).
 
         Returns:
             Mean share of the exact top-``k`` ids that the graph search returned.
         """
         vectors = self._check_vectors(vectors, "vectors")
-        k = _check_k(k)
+        k = check_k(k)
         if len(self) == 0 or len(vectors) == 0:
             raise ValueError("recall needs a non-empty index and at least one query vector")
         if len(vectors) > sample:
@@ -402,9 +367,8 @@ class VectorIndex:
         kk = min(k, len(self))
         got, _ = self.query(vectors, kk, ef=ef)
         with self._lock:
-            live = self.ids
-            every = self._live_vectors(vectors_by_id)
-            best_ids = _hnsw_data.exact_topk(vectors, live, every, kk, _CHUNK * 4)
+            best_ids = _hnsw_data.exact_topk(
+                vectors, self.ids, lambda ids: self._vectors_of(ids, vectors_by_id), kk, _CHUNK)
         hits = sum(len(np.intersect1d(a, b)) for a, b in zip(got, best_ids, strict=True))
         return hits / (len(vectors) * kk)
 
@@ -440,50 +404,5 @@ class VectorIndex:
                                   f"says {params['live']}")
         return self
 
-    # ------------------------------------------------------------------------------ helpers
     def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
-        arr = np.asarray(vectors)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise ValueError(f"{what} must have shape (n, {self.dim}), got {np.shape(vectors)}")
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"{what} must be floating point, got {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        norms = np.linalg.norm(arr, axis=1)
-        bad = ~np.isfinite(norms) | (np.abs(norms - 1.0) > _NORM_TOLERANCE)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{what} must be finite unit vectors (L2-normalised); row {row} has "
-                             f"norm {norms[row]:.4g} ({int(bad.sum())} bad rows)")
-        # Within tolerance, renormalise so that scores stay in [-1, 1].
-        return arr / norms[:, None]
-
-
-def auto_ef(count: int) -> int:
-    """Default search breadth for an index of ``count`` items.
-
-    Chosen by measurement (``bench/collection.py``, CLIP-like clustered 512-d vectors, M=16,
-    ef_construction=200): recall@10 >= 0.98 needs ef 64 up to about 20k items (0.99-1.0),
-    128 at 100k (0.995; 64 gives 0.955) and 512 at 1M (0.99; 128 gives 0.89, 256 0.97).
-    ``128 * (count / 100k) ** 0.6`` passes through those points; it is clipped to [64, 512].
-    """
-    return int(min(512, max(64, math.ceil(128 * (max(count, 1) / 100_000) ** 0.6))))
-
-
-def _as_ids(ids: np.ndarray, what: str) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(ids))
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{what} must be integers, got {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{what} must be non-negative, got {int(arr.min())}")
-    return arr
-
-
-def _check_k(k: int, what: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{what} must be a positive integer, got {k!r}")
-    return int(k)
+        return check_unit_vectors(vectors, self.dim, what)

@@ -162,8 +162,9 @@ def _own_knn_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     # Unit rows go in untouched: renormalising twice changes the last bit of the similarities,
     # and UMAP's layout is chaotic enough that this alone gives a different map.
     unit = np.allclose(norms, 1.0, atol=1e-3)
-    index.add(row_ids, x if unit else x / np.where(norms == 0, 1, norms))
-    knn_ids, knn_sims = index.knn_graph(k)
+    unit_x = x if unit else x / np.where(norms == 0, 1, norms)
+    index.add(row_ids, unit_x)
+    knn_ids, knn_sims = index.knn_graph(k, vectors_by_id=unit_x)
     return knn_ids, knn_sims, row_ids
 
 
@@ -335,13 +336,13 @@ def _version(package: str) -> str:
 
 # The first map of a new collection: UMAP (or PCA) on the image index's own kNN graph. Later
 # additions are placed on it from their nearest images (Collection.place), never refitted.
-def first_map(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, n: int, method: str,
+def first_map(index: VectorIndex, vectors_by_id: np.ndarray, ids: np.ndarray, n: int, method: str,
               progress: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
     """Lay out the live images of a new collection of ``n`` items.
 
     Args:
         index: The image index, holding ``ids``.
-        vectors: ``(len(ids), dim)`` embeddings of ``ids``.
+        vectors_by_id: The collection's embeddings, row = id (at least ``ids`` filled in).
         ids: The live, successfully encoded image ids (possibly none).
         n: Items in the collection (rows of the result).
         method: ``"auto"``, ``"umap"`` or ``"pca"``.
@@ -355,14 +356,16 @@ def first_map(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, n: int, 
     coords = np.full((n, 2), np.nan, dtype=np.float32)
     params = None
     if len(ids):
-        coords[ids], params = _fit(index, vectors, ids, method, progress)
+        coords[ids], params = _fit(index, vectors_by_id, ids, method, progress)
     stretch = np.where(np.isnan(coords[:, 0]), np.nan, 0.0).astype(np.float32)
     return coords, stretch, params
 
 
-def _fit(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, method: str,
+def _fit(index: VectorIndex, vectors_by_id: np.ndarray, ids: np.ndarray, method: str,
          progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
-    knn = index.knn_graph(min(MAP_NEIGHBORS + 1, len(ids))) if len(ids) > MAP_NEIGHBORS else None
-    coords, params = fit_map(vectors, knn=knn, ids=ids, method=method,  # type: ignore[arg-type]
+    knn = None
+    if len(ids) > MAP_NEIGHBORS:
+        knn = index.knn_graph(min(MAP_NEIGHBORS + 1, len(ids)), vectors_by_id=vectors_by_id)
+    coords, params = fit_map(vectors_by_id[ids], knn=knn, ids=ids, method=method,  # type: ignore[arg-type]
                              random_state=0, n_neighbors=MAP_NEIGHBORS, progress=progress)
     return coords, params
