@@ -62,3 +62,13 @@ def check_k(k: int, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"{what} must be a positive integer, got {k!r}")
     return int(k)
+
+
+def check_graph_params(dim: int, m: int, ef_construction: int, ef: int | None) -> None:
+    """Refuse index parameters hnswlib would misread: non-integers, zero, ``M < 2``."""
+    for name, value in (("dim", dim), ("M", m), ("ef_construction", ef_construction),
+                        ("ef", 1 if ef is None else ef)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if m < 2:
+        raise ValueError(f"M must be at least 2, got {m}")

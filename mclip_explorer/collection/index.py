@@ -8,12 +8,7 @@ are read back from those flags, so the index file alone says which ids are live.
 checks live in :mod:`._hnsw_file`; bulk vector reads and exact ranking in :mod:`._hnsw_data`.
 
 Filtered search (``allowed_ids``, the collection's metadata ``where``) picks its strategy by
-measurement (``bench/collection.py filters``, 100k items; see docs/benchmarks.md): a selective
-filter (up to 2,000 items or 1 % of the index) is answered exactly by brute force over the
-allowed vectors; a broader one by over-fetching from the graph and dropping what is not
-allowed, widening until ``k`` are found. hnswlib's filter callback is not used: at 0.1-1 %
-allowed it cost 20-460 ms a query (the walk rejects nearly every node, with a Python call per
-node); at 20-90 % it was 1-2 ms faster than over-fetching, not worth a second mechanism.
+measurement; see :mod:`._hnsw_filter`.
 """
 
 from __future__ import annotations
@@ -25,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mclip_explorer.collection import _hnsw_data, _hnsw_file, _hnsw_filter
-from mclip_explorer.collection._index_checks import as_ids, auto_ef, check_k, check_unit_vectors
+from mclip_explorer.collection import _hnsw_data, _hnsw_file, _hnsw_filter, _index_checks
+from mclip_explorer.collection._index_checks import as_ids, auto_ef, check_k
 from mclip_explorer.errors import CollectionError
 
 SPACE = "ip"
@@ -65,12 +60,7 @@ class VectorIndex:
         random_seed: int = 100,
         num_threads: int = -1,
     ) -> None:
-        for name, value in (("dim", dim), ("M", M), ("ef_construction", ef_construction),
-                            ("ef", 1 if ef is None else ef)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if M < 2:
-            raise ValueError(f"M must be at least 2, got {M}")
+        _index_checks.check_graph_params(dim, M, ef_construction, ef)
         self.dim = int(dim)
         self.M = int(M)
         self.ef_construction = int(ef_construction)
@@ -405,4 +395,4 @@ class VectorIndex:
         return self
 
     def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
-        return check_unit_vectors(vectors, self.dim, what)
+        return _index_checks.check_unit_vectors(vectors, self.dim, what)
