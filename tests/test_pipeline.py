@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 transforms = pytest.importorskip("torchvision.transforms")
 
 from mclip_explorer.errors import BadImageError, BadImageWarning  # noqa: E402
+from mclip_explorer.images import load_image  # noqa: E402
 from mclip_explorer.models.gpu_decode import (  # noqa: E402
     GpuPreprocess,
     decode_jpegs,
@@ -26,7 +27,6 @@ from mclip_explorer.models.gpu_decode import (  # noqa: E402
     preprocess,
     read_plain_jpeg,
 )
-from mclip_explorer.images import load_image  # noqa: E402
 from mclip_explorer.models.torch_base import TorchEncoder  # noqa: E402
 
 DEVICE = os.environ.get("MCLIP_TEST_DEVICE", "cpu")

@@ -54,6 +54,7 @@ class Collection:
         self._encoder = encoder
         self._device = device
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
+        self._hits: dict[str, search.HitColumns] = {}  # kind -> columns of hits; likewise
 
     # ------------------------------------------------------------------------ construction
     @classmethod
@@ -220,8 +221,10 @@ class Collection:
                                   vectors_by_id=self._embeddings)
         labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
                                                                        strict=True))]
-        return search.result_frame(self._items, self._coords, ids, scores,
-                                   labels if batch else None, kind)
+        if kind not in self._hits:
+            self._hits[kind] = search.HitColumns(self._items, kind)
+        return search.result_frame(self._hits[kind], self._coords, ids, scores,
+                                   labels if batch else None)
 
     def neighbours(self, vectors: np.ndarray, k: int = 10, *, ef: int | None = None,
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
@@ -344,6 +347,7 @@ class Collection:
     def _commit(self, roles: set[str]) -> None:
         """Write the changed roles as a new generation and switch the manifest to it."""
         self._live.clear()
+        self._hits.clear()
         try:
             self._embeddings = store.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,

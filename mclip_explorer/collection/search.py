@@ -151,33 +151,62 @@ def _as_mask(value: Any, n: int, what: str) -> np.ndarray:
     return mask.copy()
 
 
+class HitColumns:
+    """The item columns that search hits show, pulled out of the items table once.
+
+    A collection keeps one per kind until its next commit, so a query only gathers its ``k``
+    rows from plain arrays; at 100k items, building the table per query through pandas
+    indexing cost several times the graph search itself (bench/search.py).
+    """
+
+    def __init__(self, items: pd.DataFrame, kind: str) -> None:
+        shown = ["title"] if kind == "image" else ["text", "lang"]
+        metadata = [c for c in items.columns if c not in (*INTERNAL, "title", "text", "lang")]
+        self.names = [*shown, *metadata]
+        self.arrays = [_values(items[column]) for column in self.names]
+        self.path = items["path"].to_numpy()
+
+
+def _values(column: pd.Series) -> Any:
+    """A column's backing array: a NumPy array, or the extension array of an extension dtype."""
+    import pandas as pd
+
+    values = column.array
+    return values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray) else values
+
+
 def result_frame(
-    items: pd.DataFrame,
+    hits: HitColumns,
     coords: np.ndarray,
     ids: np.ndarray,
     scores: np.ndarray,
     labels: list[str] | None,
-    kind: str,
 ) -> pd.DataFrame:
-    """Hits as a table: (query,) rank, id, path, score, x, y, then the items' metadata."""
+    """Hits as a table: (query,) rank, id, path, score, x, y, then the items' metadata.
+
+    Built once, from arrays (the gathered columns keep the items' dtypes; ``query`` and ``path``
+    get the dtype pandas infers for them, as a frame built from a dict would).
+    """
     import pandas as pd
 
     query_rows, rank_cols = np.nonzero(ids >= 0)
     hit_ids = ids[query_rows, rank_cols].astype(np.int64)
-    columns: dict[str, Any] = {}
+    names: list[str] = []
+    arrays: list[Any] = []
     if labels is not None:
-        columns["query"] = [labels[q] for q in query_rows]
-    columns.update({
-        "rank": (rank_cols + 1).astype(np.int64),
-        "id": hit_ids,
-        "path": items["path"].take(hit_ids).to_numpy(),
-        "score": scores[query_rows, rank_cols].astype(np.float32),
-        "x": coords[hit_ids, 0],
-        "y": coords[hit_ids, 1],
-    })
-    shown = ["title"] if kind == "image" else ["text", "lang"]
-    metadata = [c for c in items.columns if c not in (*INTERNAL, "title", "text", "lang")]
-    for column in (*shown, *metadata):
-        # take() before converting: a whole-column conversion would cost O(N) per query.
-        columns[column] = items[column].take(hit_ids).reset_index(drop=True)
-    return pd.DataFrame(columns)
+        names.append("query")
+        arrays.append(pd.Series([labels[q] for q in query_rows], dtype=None).array)
+    names += ["rank", "id", "path", "score", "x", "y", *hits.names]
+    arrays += [
+        (rank_cols + 1).astype(np.int64),
+        hit_ids,
+        pd.Series(hits.path[hit_ids]).array,
+        scores[query_rows, rank_cols].astype(np.float32),
+        coords[hit_ids, 0],
+        coords[hit_ids, 1],
+    ]
+    for values in hits.arrays:
+        arrays.append(values[hit_ids] if isinstance(values, np.ndarray) else values.take(hit_ids))
+    # DataFrame(dict) would re-infer every column and copy; the arrays are final already.
+    return pd.DataFrame._from_arrays(arrays, columns=pd.Index(names),
+                                     index=pd.RangeIndex(len(hit_ids)), verify_integrity=False)
