@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer.collection import building, store
-from mclip_explorer.errors import CollectionError
+from mclip_explorer.errors import CollectionError, ModelMismatchError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,3 +83,19 @@ def load_encoder(model: str | Encoder, device: str | None) -> Encoder:
     if not isinstance(model, (str, Path)):
         raise TypeError(f"model must be a model name or an Encoder, got {type(model).__name__}")
     return load_model(str(model), device=device)
+
+
+def check_model(encoder: Encoder, manifest: dict[str, Any], path: Path) -> Encoder:
+    """``encoder`` if it is the model that encoded the collection at ``path``.
+
+    Raises:
+        ModelMismatchError: Another fingerprint or size; the message names both models.
+    """
+    expected, dim = manifest["model"]["fingerprint"], int(manifest["dim"])
+    if encoder.fingerprint != expected or encoder.dim != dim:
+        raise ModelMismatchError(
+            f"collection {path} was encoded with {manifest['model']['name']!r} (fingerprint "
+            f"{expected}, dim {dim}); the model given is {encoder.name!r} (fingerprint "
+            f"{encoder.fingerprint}, dim {encoder.dim}). Open it with its own model."
+        )
+    return encoder

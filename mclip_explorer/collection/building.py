@@ -302,6 +302,21 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
     return frame, vectors
 
 
+def known_files(items: pd.DataFrame, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of a newly encoded ``frame`` the collection's ``items`` hold already.
+
+    Returns:
+        ``(same, replaced)``: a mask of ``frame`` rows whose path is live with the same content
+        (skipped), and the ids of live items whose file's content changed (to be replaced).
+    """
+    known = items[(items["kind"] == "image") & ~items["deleted"]]
+    known_sha = dict(zip(known["path"], known["sha256"], strict=True))
+    same = np.array([p is not None and known_sha.get(p) == s
+                     for p, s in zip(frame["path"], frame["sha256"], strict=True)], dtype=bool)
+    replaced = known.index[known["path"].isin(frame["path"][~same].dropna())].to_numpy()
+    return same, replaced
+
+
 def normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
     """Put the contract columns first, with stable dtypes; metadata columns follow."""
     import pandas as pd

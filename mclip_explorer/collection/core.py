@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import building, search, store
-from mclip_explorer.collection._loading import load_encoder, read_folder
+from mclip_explorer.collection import building, projection, search, store, thumbnails
+from mclip_explorer.collection._loading import check_model, load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
-from mclip_explorer.collection.projection import first_map
 from mclip_explorer.collection.sources import read_source, text_items
-from mclip_explorer.errors import CollectionError, ModelMismatchError
+from mclip_explorer.errors import CollectionError
+from mclip_explorer.models.base import normalize
 from mclip_explorer.models.registry import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -98,8 +98,8 @@ class Collection:
         good = coll._live_ids("image")
         coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors[good],
                                                          progress=progress)}
-        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors, good,
-                                                        len(frame), map_method, progress)
+        coll._coords, coll._stretch, params = projection.first_map(
+            coll._indexes["image"], vectors, good, len(frame), map_method, progress)
         if params is not None:
             manifest["projection"] = params
         store.checkpoint("assembled")
@@ -232,24 +232,19 @@ class Collection:
 
         Rows are normalised first; missing hits are padded with id -1 and score NaN.
         """
-        from mclip_explorer.models import normalize
-
         vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         return self._index(kind).query(vectors, k, ef=ef)
 
     def thumbnail(self, item_id: int, size: int = 128) -> bytes:
         """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""
-        from mclip_explorer.collection.thumbnails import thumbnail
-
-        return thumbnail(self, item_id, size)
+        return thumbnails.thumbnail(self, item_id, size)
 
     def place(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map positions and stretch of new vectors, from their nearest images (no refit)."""
-        from mclip_explorer.collection.projection import place
-
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         ids, sims = self._index("image").query(vectors, PLACE_K)
-        return place(ids, sims, self._coords, scale=self.manifest["projection"].get("scale"))
+        scale = self.manifest["projection"].get("scale")
+        return projection.place(ids, sims, self._coords, scale=scale)
 
     def index_recall(self, sample: int = 1000, k: int = 10, *, kind: str = "image") -> float:
         """Recall@k of the index against exact search on ``sample`` of the collection's items."""
@@ -268,13 +263,9 @@ class Collection:
             The ids of the added items.
         """
         items = read_source(source)
-        known = self._items[(self._items["kind"] == "image") & ~self._items["deleted"]]
-        known_sha = dict(zip(known["path"], known["sha256"], strict=True))
         frame, vectors = building.encode_source(self.path, items, self.encoder, batch_size,
                                                 num_workers, building.SHARD_SIZE, progress)
-        same = np.array([p is not None and known_sha.get(p) == s
-                         for p, s in zip(frame["path"], frame["sha256"], strict=True)], dtype=bool)
-        replaced = known.index[known["path"].isin(frame["path"][~same].dropna())].to_numpy()
+        same, replaced = building.known_files(self._items, frame)
         if same.all():
             return np.empty(0, dtype=np.int64)  # nothing new: no new generation either
         return self._append(frame[~same].reset_index(drop=True), vectors[~same], replaced)
@@ -395,14 +386,7 @@ class Collection:
             "fingerprint"], self.dim)
 
     def _checked(self, encoder: Encoder) -> Encoder:
-        expected = self.manifest["model"]["fingerprint"]
-        if encoder.fingerprint != expected or encoder.dim != self.dim:
-            raise ModelMismatchError(
-                f"collection {self.path} was encoded with {self.model_name!r} (fingerprint "
-                f"{expected}, dim {self.dim}); the model given is {encoder.name!r} (fingerprint "
-                f"{encoder.fingerprint}, dim {encoder.dim}). Open it with its own model."
-            )
-        return encoder
+        return check_model(encoder, self.manifest, self.path)
 
     def __repr__(self) -> str:
         counts = self.manifest["counts"]
