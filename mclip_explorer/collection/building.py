@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import store
+from mclip_explorer.collection import columns, store
 from mclip_explorer.collection.embedding_cache import PREPROCESS_VERSION as PREPROCESS_VERSION
 from mclip_explorer.collection.embedding_cache import EmbeddingCache
 from mclip_explorer.models.base import Encoder
@@ -147,8 +147,8 @@ def save_file_facts(cache_root: Path, known: FileFacts) -> None:
     """Write the file facts atomically."""
     import pandas as pd
 
-    columns = ("bytes", "mtime_ns", "sha256", "width", "height")
-    frame = pd.DataFrame.from_dict(known, orient="index", columns=list(columns))
+    fields = ("bytes", "mtime_ns", "sha256", "width", "height")
+    frame = pd.DataFrame.from_dict(known, orient="index", columns=list(fields))
     frame.index.name = "path"
     frame = frame.reset_index()
     for column in ("width", "height"):
@@ -322,16 +322,16 @@ def normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     frame = frame.copy()
-    for column in store.COLUMNS:
+    for column in columns.COLUMNS:
         if column not in frame.columns:
             frame[column] = False if column == "deleted" else None
     frame["deleted"] = frame["deleted"].astype(bool)
-    for column in ("bytes", "width", "height"):
+    for column in columns.COUNT_COLUMNS:
         frame[column] = pd.array(frame[column], dtype="Int64")
-    for column in ("kind", "path", "text", "lang", "title", "sha256", "error"):
+    for column in columns.STRING_COLUMNS:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    rest = [c for c in frame.columns if c not in store.COLUMNS]
-    return frame[[*store.COLUMNS, *rest]].reset_index(drop=True)
+    order = [*columns.COLUMNS, *columns.metadata_columns(frame.columns)]
+    return frame[order].reset_index(drop=True)
 
 
 def index_vectors(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, *,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer.collection import columns
 from mclip_explorer.images import is_image_path
 from mclip_explorer.models.base import normalize
 
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
     from mclip_explorer.models.base import Encoder
 
-# Item columns that are bookkeeping, not something to show next to a search hit.
-INTERNAL = ("id", "kind", "path", "bytes", "width", "height", "sha256", "error", "deleted")
 
 
 def is_batch(query: Any) -> bool:
@@ -161,8 +160,7 @@ class HitColumns:
 
     def __init__(self, items: pd.DataFrame, kind: str) -> None:
         shown = ["title"] if kind == "image" else ["text", "lang"]
-        metadata = [c for c in items.columns if c not in (*INTERNAL, "title", "text", "lang")]
-        self.names = [*shown, *metadata]
+        self.names = [*shown, *columns.metadata_columns(items.columns)]
         self.arrays = [_values(items[column]) for column in self.names]
         self.path = items["path"].to_numpy()
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer.collection.columns import COLUMNS as COLUMNS
 from mclip_explorer.errors import CollectionError
 
 if TYPE_CHECKING:
@@ -47,9 +48,6 @@ ROLES = {
     "index_image": ".hnsw",
     "index_text": ".hnsw",
 }
-# Columns every items table has, in this order; user metadata columns follow.
-COLUMNS = ("id", "kind", "path", "text", "lang", "title", "bytes", "width", "height", "sha256",
-           "error", "deleted")
 REQUIRED_ROLES = ("items", "embeddings", "coords", "stretch")
 _REQUIRED_KEYS = ("format", "format_version", "model", "dim", "precision", "counts", "files",
                   "generation", "index", "projection")

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 from mclip_explorer.errors import BadWeightsError, WeightsNotFoundError
 from mclip_explorer.models.heads import load_head
 from mclip_explorer.models.registry import ModelSpec
-from mclip_explorer.models.torch_base import TorchEncoder, select_device, warn_truncated
+from mclip_explorer.models.torch_base import (
+    TorchEncoder,
+    hf_lengths,
+    select_device,
+    warn_truncated,
+)
 from mclip_explorer.models.weights import hub_hint, resolve_head, resolve_repo
 
 if TYPE_CHECKING:
@@ -82,11 +87,8 @@ def tokenize(tokenizer: Any, texts: list[str], limit: int, tower: str) -> dict[s
     texts that reach the limit are re-tokenised in full to count the ones actually cut.
     """
     batch = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
-    at_limit = [text for text, length in zip(texts, lengths, strict=True) if length >= limit]
-    if at_limit:
-        full = tokenizer(at_limit, add_special_tokens=True, verbose=False)["input_ids"]
-        warn_truncated(sum(len(ids) > limit for ids in full), limit, tower)
+    kept = batch["attention_mask"].sum(dim=1).tolist()
+    warn_truncated(texts, limit, tower, hf_lengths(tokenizer), kept_lengths=kept)
     return dict(batch)
 
 

@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from mclip_explorer.errors import PairingError, UnknownModelError, WeightsNotFoundError
 from mclip_explorer.models.registry import ModelSpec
-from mclip_explorer.models.torch_base import TorchEncoder, select_device, warn_truncated
-from mclip_explorer.models.weights import hub_hint, resolve_repo
+from mclip_explorer.models.torch_base import (
+    TorchEncoder,
+    hf_lengths,
+    select_device,
+    warn_truncated,
+)
+from mclip_explorer.models.weights import locate_repo, resolve_repo
 
 if TYPE_CHECKING:
     import torch
@@ -114,15 +119,8 @@ def _create_checked(
 
 def _locate(repo: str, override: str | Path | None, weights_dir: str | Path | None) -> Path:
     """A local folder (or checkpoint file) for ``repo``; the Hugging Face cache as last resort."""
-    found = resolve_repo(repo, override, weights_dir)
-    if Path(found).exists():
-        return Path(found)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo, allow_patterns=[CONFIG_NAME, *WEIGHT_NAMES]))
-    except Exception as exc:  # any hub failure means the same to a user
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+    return locate_repo(repo, override, weights_dir, allow_patterns=[CONFIG_NAME, *WEIGHT_NAMES],
+                       file_ok=True)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -261,7 +259,8 @@ class OpenClipEncoder(TorchEncoder):
         self.image_transform = image_transform(spec)
 
     def _forward_text(self, texts: list[str]) -> torch.Tensor:
-        warn_truncated(_count_truncated(self.tokenizer, texts), self.text_max_tokens, self.name)
+        warn_truncated(texts, self.text_max_tokens, self.name,
+                       _full_lengths(self.tokenizer))
         tokens = self.tokenizer(texts).to(self.device)
         return self.model.encode_text(tokens)
 
@@ -276,15 +275,12 @@ class OpenClipEncoder(TorchEncoder):
                 "tokenizer": type(self.tokenizer).__name__}
 
 
-def _count_truncated(tokenizer: Any, texts: list[str]) -> int:
-    """How many texts exceed the context length (special tokens included)."""
-    limit = int(tokenizer.context_length)
+def _full_lengths(tokenizer: Any) -> Callable[[list[str]], list[int]]:
+    """Token counts without truncation (special tokens included) for ``warn_truncated``."""
     hf = getattr(tokenizer, "tokenizer", None)
     if hf is not None and callable(hf):
-        lengths = [len(ids) for ids in hf(texts, add_special_tokens=True)["input_ids"]]
-    else:
-        lengths = [len(tokenizer.encode(text)) + 2 for text in texts]  # + start/end of text
-    return sum(length > limit for length in lengths)
+        return hf_lengths(hf)
+    return lambda texts: [len(tokenizer.encode(text)) + 2 for text in texts]  # + start/end
 
 
 def load(

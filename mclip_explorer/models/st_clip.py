@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mclip_explorer.errors import PairingError, UnknownModelError, WeightsNotFoundError
 from mclip_explorer.models.registry import ModelSpec
-from mclip_explorer.models.torch_base import TorchEncoder, warn_truncated
-from mclip_explorer.models.weights import hub_hint, resolve_repo
+from mclip_explorer.models.torch_base import TorchEncoder, hf_lengths, warn_truncated
+from mclip_explorer.models.weights import locate_repo
 
 if TYPE_CHECKING:
     import torch
@@ -44,9 +44,7 @@ class HFImageTransform:
 def tokenize(tokenizer: Any, texts: list[str], limit: int, tower: str,
              device: torch.device) -> dict[str, torch.Tensor]:
     """Pad and truncate ``texts`` at ``limit`` tokens, warning once if any text was cut."""
-    # Lengths without truncation first: the only reliable count of what truncation removes.
-    full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    warn_truncated(sum(len(ids) > limit for ids in full), limit, tower)
+    warn_truncated(texts, limit, tower, hf_lengths(tokenizer))
     batch = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
     return {key: value.to(device) for key, value in batch.items()}
 
@@ -62,19 +60,11 @@ OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", 
 
 
 def local_repo(repo: str, override: str | Path | None, weights_dir: str | Path | None) -> Path:
-    """A local folder for ``repo``: override, weights folder, then the Hugging Face cache."""
-    found = resolve_repo(repo, override, weights_dir)
-    if Path(found).is_dir():
-        return Path(found)
-    if Path(found).exists():
-        raise WeightsNotFoundError(f"{found} is a file; {repo!r} needs its repo folder")
-    try:
-        from huggingface_hub import snapshot_download
+    """A local folder for ``repo`` (see :func:`.weights.locate_repo`).
 
-        # Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
-        return Path(snapshot_download(repo, ignore_patterns=OTHER_FRAMEWORK_FILES))
-    except Exception as exc:  # any hub failure means the same to a user
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+    Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
+    """
+    return locate_repo(repo, override, weights_dir, ignore_patterns=OTHER_FRAMEWORK_FILES)
 
 
 def _modules(folder: Path) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ A model family subclasses :class:`TorchEncoder` and provides three things:
   in DataLoader worker processes;
 * ``_forward_images(pixels)``: raw image embeddings for a ``[B, 3, H, W]`` batch on ``self.device``;
 * ``_forward_text(texts)``: raw text embeddings for a batch of strings (tokenise with truncation at
-  ``text_max_tokens`` and call :func:`warn_truncated` when something was cut).
+  ``text_max_tokens`` and let :func:`warn_truncated` count and report what was cut).
 """
 
 from __future__ import annotations
@@ -63,14 +63,39 @@ def select_dtype(device: torch.device, dtype: str | torch.dtype | None) -> torch
     return torch.float32
 
 
-def warn_truncated(count: int, limit: int, tower: str) -> None:
-    """Warn once per batch that ``count`` texts were cut to the tower's token limit."""
+def warn_truncated(
+    texts: Sequence[str],
+    limit: int,
+    tower: str,
+    full_lengths: Callable[[list[str]], Sequence[int]],
+    kept_lengths: Sequence[int] | None = None,
+) -> None:
+    """Warn once per batch about the texts longer than the tower's ``limit`` tokens.
+
+    The one truncation counter of the model families: ``full_lengths`` gives token counts
+    without truncation (special tokens included), the only reliable measure of what truncation
+    removes. With ``kept_lengths`` (counts after truncation, e.g. an attention mask's sums) only
+    the texts that reached the limit are measured again.
+    """
+    candidates = list(texts)
+    if kept_lengths is not None:
+        candidates = [t for t, n in zip(texts, kept_lengths, strict=True) if n >= limit]
+    count = sum(n > limit for n in full_lengths(candidates)) if candidates else 0
     if count:
         warnings.warn(
             TruncationWarning(f"{count} text(s) exceeded the {tower} limit of {limit} tokens "
                               "and were truncated"),
             stacklevel=3,
         )
+
+
+def hf_lengths(tokenizer: Any) -> Callable[[list[str]], list[int]]:
+    """Token counts without truncation from a Hugging Face tokenizer (see ``warn_truncated``)."""
+    def lengths(texts: list[str]) -> list[int]:
+        encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    return lengths
 
 
 def default_num_workers(device: torch.device, reads_only: bool = False) -> int:

@@ -41,6 +41,46 @@ def resolve_repo(
     return repo_id
 
 
+def locate_repo(
+    repo: str,
+    override: str | Path | None,
+    weights_dir: str | Path | None,
+    *,
+    allow_patterns: list[str] | None = None,
+    ignore_patterns: list[str] | None = None,
+    file_ok: bool = False,
+) -> Path:
+    """A local copy of hub repo ``repo``: override, weights folder, else the Hugging Face cache.
+
+    The one place a model family turns a repo id into files; the hub (its local cache, or a
+    download where allowed) is asked only when nothing local exists.
+
+    Args:
+        repo: Hub repo id.
+        override: An explicit folder (or file, with ``file_ok``) given by the caller.
+        weights_dir: The local weights folder (default ``$MCLIP_EXPLORER_WEIGHTS``).
+        allow_patterns: Only these files of the repo are fetched from the hub.
+        ignore_patterns: These files of the repo are never fetched.
+        file_ok: A single checkpoint file is acceptable in place of a folder.
+
+    Raises:
+        WeightsNotFoundError: Neither local nor obtainable from the hub (the message says how
+            to provide it), or a file where a folder is needed.
+    """
+    found = Path(resolve_repo(repo, override, weights_dir))
+    if found.is_dir() or (file_ok and found.exists()):
+        return found
+    if found.exists():
+        raise WeightsNotFoundError(f"{found} is a file; {repo!r} needs its repo folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, allow_patterns=allow_patterns,
+                                      ignore_patterns=ignore_patterns))
+    except Exception as exc:  # any hub failure means the same to a user
+        raise WeightsNotFoundError(hub_hint(repo)) from exc
+
+
 def resolve_head(
     head_file: str, override: str | Path | None = None, weights_dir: str | Path | None = None
 ) -> Path:

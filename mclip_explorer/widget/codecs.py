@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mclip_explorer.collection import columns
 from mclip_explorer.errors import MclipExplorerError
 
 MAX_CATEGORIES = 16  # colours a legend can tell apart; the rest are pooled into "other"
@@ -147,8 +148,7 @@ def _fmt(value: float) -> str:
 
 def colour_columns(items: pd.DataFrame) -> list[str]:
     """Columns worth colouring the map by: kind, language, size and every user metadata column."""
-    internal = {"id", "path", "text", "title", "sha256", "error", "deleted", "bytes"}
-    return [c for c in items.columns if c not in internal]
+    return [c for c in items.columns if c in columns.FACET_COLUMNS or c not in columns.COLUMNS]
 
 
 def text_field(content: dict[str, Any], key: str, *, max_length: int = 2000) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mclip_explorer.collection import columns
 from mclip_explorer.errors import SourceError
 from mclip_explorer.images import IMAGE_EXTENSIONS, is_image_path
 
@@ -21,8 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # Columns the collection owns; a user metadata column of the same name would be ambiguous.
-RESERVED = ("id", "kind", "path", "text", "lang", "bytes", "width", "height", "sha256", "error",
-            "deleted")
+RESERVED = tuple(c for c in columns.COLUMNS if c not in columns.SOURCE_COLUMNS)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _TRAILING_NUMBER = re.compile(r"[\s_-]*\d+$")
 
