@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import numpy as np
@@ -20,6 +20,7 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer.collection import thumbnails
+from mclip_explorer.collection.columns import FACET_COLUMNS
 from mclip_explorer.widget.codecs import (
     IDS_SERIALIZATION,
     WireError,
@@ -32,7 +33,7 @@ from mclip_explorer.widget.codecs import (
     text_field,
     to_buffer,
 )
-from mclip_explorer.widget.views import AnalysisViews
+from mclip_explorer.widget.views import AnalysisViews, ViewHost
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
 MAX_K = 100
@@ -290,6 +291,10 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
 
 _Reply = tuple[dict[str, Any], list[Any]]
 
+if TYPE_CHECKING:
+    def _provides_view_host(widget: ExplorerWidget) -> ViewHost:
+        return widget  # mypy: the widget keeps the views' contract (views.ViewHost)
+
 
 def _one_buffer(buffers: list[Any]) -> np.ndarray:
     if len(buffers) != 1:
@@ -303,8 +308,7 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def _default_colour(items: pd.DataFrame, columns: list[str]) -> str:
-    builtin = {"kind", "lang", "width", "height"}
     for column in columns:
-        if column not in builtin and items[column].nunique(dropna=True) > 1:
+        if column not in FACET_COLUMNS and items[column].nunique(dropna=True) > 1:
             return column
     return "kind"

@@ -1,6 +1,7 @@
 """The teaching and audit views of the explorer widget, drawn from :mod:`mclip_explorer.analysis`.
 
-A mixin of :class:`~mclip_explorer.widget.ExplorerWidget`, kept apart so the widget stays small.
+A mixin of :class:`~mclip_explorer.widget.ExplorerWidget`, kept apart so the widget stays small;
+all it uses of the widget is the :class:`ViewHost` contract.
 Every view is computed by an ``analysis`` function and only *packed* here: labels and display
 strings travel as JSON, every array as a raw little-endian buffer inside a synced trait (state,
 not a one-off message, so a view set before the widget is displayed still arrives):
@@ -18,7 +19,7 @@ not a one-off message, so a view set before the widget is displayed still arrive
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,30 @@ class MapViewError(traitlets.TraitError, ValueError):
     """
 
 
+class ViewHost(Protocol):
+    """What the views may use of the widget that carries them: their whole contract with it.
+
+    ``ExplorerWidget`` sets the attributes before traitlets' ``__init__`` runs (its observers
+    may need them); mypy checks that it provides all of this (see ``explorer.py``).
+    """
+
+    collection: Any
+    results: dict[str, pd.DataFrame]
+    k: int
+    color_by: str
+    color_columns: list[str]
+    highlighted_ids: np.ndarray
+    _items: pd.DataFrame  # the snapshot the map shows
+    _point_ids: np.ndarray  # item id of each map point
+    _map_coords: np.ndarray  # (items, 2) float32 map positions
+
+    def _title(self, item_id: int) -> str: ...
+    def _show_error(self, message: str) -> None: ...
+    def _recolour(self, column: str) -> None: ...
+    def send_state(self, key: str | list[str] | None = None) -> None:
+        """Send trait values to the front end (ipywidgets)."""
+
+
 class AnalysisViews(traitlets.HasTraits):
     """Traits and methods of the analysis views (mixed into ``ExplorerWidget``)."""
 
@@ -54,21 +79,10 @@ class AnalysisViews(traitlets.HasTraits):
     _lanes = traitlets.Dict().tag(sync=True)
     _panel = traitlets.Dict().tag(sync=True)
 
-    # Set by ExplorerWidget before traitlets' __init__ runs (its observers may need them).
-    collection: Any
-    results: dict[str, pd.DataFrame]
-    _items: pd.DataFrame
-    _point_ids: np.ndarray
-    _map_coords: np.ndarray
-    if TYPE_CHECKING:  # the widget's own traits and helpers that the views use
-        k: int
-        color_by: str
-        color_columns: list[str]
-        highlighted_ids: np.ndarray
-
-        def _title(self, item_id: int) -> str: ...
-        def _show_error(self, message: str) -> None: ...
-        def _recolour(self, column: str) -> None: ...
+    @property
+    def _host(self) -> ViewHost:
+        """The widget these views are part of, seen only through :class:`ViewHost`."""
+        return cast("ViewHost", self)
 
     def _init_views(self) -> None:
         self._custom_colours: dict[str, tuple[pd.Series, np.ndarray | None]] = {}
@@ -97,7 +111,7 @@ class AnalysisViews(traitlets.HasTraits):
         """
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if name in self._items.columns:
+        if name in self._host._items.columns:
             raise ValueError(f"{name!r} is a column of collection.items; choose another name")
         series = self._by_id(values, "values")
         alpha = None
@@ -107,12 +121,12 @@ class AnalysisViews(traitlets.HasTraits):
             if ((finite < 0) | (finite > 1)).any():
                 raise ValueError("opacity values must lie in [0, 1]")
         self._custom_colours[name] = (series, alpha)
-        if name not in self.color_columns:
-            self.color_columns = [*self.color_columns, name]
-        if self.color_by == name:
-            self._recolour(name)  # same name, new values: the observer would not fire
+        if name not in self._host.color_columns:
+            self._host.color_columns = [*self._host.color_columns, name]
+        if self._host.color_by == name:
+            self._host._recolour(name)  # same name, new values: the observer would not fire
         else:
-            self.color_by = name
+            self._host.color_by = name
 
     def color_by_zero_shot(
         self, labels: Any, *, template: Any = "{}", name: str = "zero-shot",
@@ -129,7 +143,7 @@ class AnalysisViews(traitlets.HasTraits):
         Returns:
             The ``zero_shot`` frame (``id``, ``label``, ``confidence``, ``score``, ``margin``).
         """
-        result = analysis.zero_shot(self.collection, labels, template=template)
+        result = analysis.zero_shot(self._host.collection, labels, template=template)
         by_id = result.set_index("id")
         confidence = by_id["confidence"].clip(lower=MIN_OPACITY) if opacity else None
         self.color_by_values(by_id["label"], name, opacity=confidence)
@@ -139,17 +153,17 @@ class AnalysisViews(traitlets.HasTraits):
         """The values (one per item row) and optional opacity of a colour column."""
         if column in self._custom_colours:
             return self._custom_colours[column]
-        if column not in self._items.columns:
+        if column not in self._host._items.columns:
             raise ValueError(f"cannot colour by {column!r}: no such column in the collection")
-        return self._items[column], None
+        return self._host._items[column], None
 
     def _opacity_buffer(self, alpha: np.ndarray | None) -> memoryview:
         if alpha is None:
             return to_buffer(np.empty(0), "float32")
-        return to_buffer(np.nan_to_num(alpha[self._point_ids], nan=0.8), "float32")
+        return to_buffer(np.nan_to_num(alpha[self._host._point_ids], nan=0.8), "float32")
 
     def _by_id(self, values: Any, what: str) -> pd.Series:
-        n = len(self._items)
+        n = len(self._host._items)
         if isinstance(values, pd.Series):
             index = values.index.to_numpy()
             if not pd.api.types.is_integer_dtype(index.dtype):
@@ -157,7 +171,7 @@ class AnalysisViews(traitlets.HasTraits):
                                  f"{index.dtype} labels")
             if len(np.unique(index)) != len(index):
                 raise ValueError(f"{what} has repeated item ids in its index")
-            check_ids(index, self._items)
+            check_ids(index, self._host._items)
             return values.reindex(pd.RangeIndex(n))
         array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
         if array.ndim != 1 or len(array) != n:
@@ -183,10 +197,10 @@ class AnalysisViews(traitlets.HasTraits):
 
     def _modality_gap(self) -> ModalityGap:
         if self._gap is None:
-            gap = analysis.modality_gap(self.collection)
+            gap = analysis.modality_gap(self._host.collection)
             both = np.concatenate([gap.coords(corrected=False), gap.coords(corrected=True)], axis=1)
             # Sent once; later toggles only change map_view.
-            self._gap_coords = to_buffer(both[self._point_ids], "float32")
+            self._gap_coords = to_buffer(both[self._host._point_ids], "float32")
             self._gap = gap
         return self._gap
 
@@ -202,12 +216,12 @@ class AnalysisViews(traitlets.HasTraits):
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """Apply front-end state; a refused ``map_view`` shows its error and resets the toggle."""
         try:
-            super().set_state(sync_data)
+            super().set_state(sync_data)  # type: ignore[misc]  # the widget's (ipywidgets)
         except (ValueError, traitlets.TraitError) as exc:
             if "map_view" not in sync_data:
                 raise
-            self._show_error(f"cannot switch the map: {exc}")
-            self.send_state("map_view")
+            self._host._show_error(f"cannot switch the map: {exc}")
+            self._host.send_state("map_view")
 
     # ------------------------------------------------------------------------------ lanes
     def show_lanes(
@@ -228,22 +242,23 @@ class AnalysisViews(traitlets.HasTraits):
         Returns:
             The :class:`~mclip_explorer.analysis.LanguageLanes` drawn (also ``widget.lanes``).
         """
-        k = self.k if k is None else k
+        k = self._host.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
             raise ValueError(f"k must be an integer between 1 and 100, got {k!r}")
-        lanes = analysis.language_lanes(self.collection, text_by_lang, k, reference=reference)
+        lanes = analysis.language_lanes(self._host.collection, text_by_lang, k, reference=reference)
         queries = lanes.queries
         labels = [f"{lang}: {text}" for lang, text in zip(queries["lang"], queries["text"],
                                                           strict=True)]
         for label in self._lane_labels:
-            self.results.pop(label, None)
+            self._host.results.pop(label, None)
         self._lane_labels = labels
         ids = lanes.hits["id"].to_numpy(dtype=np.int64)
-        xy = self._map_coords[ids]
+        xy = self._host._map_coords[ids]
         for label, (_, hits) in zip(labels, lanes.hits.groupby("lang", sort=False), strict=True):
             rows = hits["id"].to_numpy(dtype=np.int64)
-            self.results[label] = hits.assign(x=self._map_coords[rows, 0],
-                                              y=self._map_coords[rows, 1]).reset_index(drop=True)
+            coords = self._host._map_coords[rows]
+            self._host.results[label] = hits.assign(x=coords[:, 0],
+                                                    y=coords[:, 1]).reset_index(drop=True)
         langs = queries["lang"].tolist()
         self.lanes = lanes
         self._lanes = {
@@ -251,7 +266,7 @@ class AnalysisViews(traitlets.HasTraits):
             "langs": langs,
             "labels": labels,
             "reference": lanes.reference,
-            "titles": [self._title(int(i)) for i in ids],
+            "titles": [self._host._title(int(i)) for i in ids],
             "ids": to_buffer(ids, "uint32"),
             "scores": to_buffer(lanes.hits["score"].to_numpy(), "float32"),
             "xy": to_buffer(xy, "float32"),
@@ -264,7 +279,7 @@ class AnalysisViews(traitlets.HasTraits):
     def clear_lanes(self) -> None:
         """Remove the lanes' queries and their panel."""
         for label in self._lane_labels:
-            self.results.pop(label, None)
+            self._host.results.pop(label, None)
         self._lane_labels = []
         self.lanes = None
         self._lanes = {}
@@ -279,7 +294,7 @@ class AnalysisViews(traitlets.HasTraits):
         Returns:
             The ``near_duplicates`` frame.
         """
-        dups = analysis.near_duplicates(self.collection, threshold, k=k)
+        dups = analysis.near_duplicates(self._host.collection, threshold, k=k)
         rows: list[tuple[list[str], str, np.ndarray, list[str]]] = []
         for group, members in dups.groupby("group", sort=True):
             ids = members["id"].to_numpy(dtype=np.int64)  # keeper first (analysis sorts so)
@@ -288,7 +303,7 @@ class AnalysisViews(traitlets.HasTraits):
                      for is_keeper, sim in zip(members["keeper"], members["similarity"],
                                                strict=True)]
             cells = [f"group {group}", f"{len(ids)} items",
-                     f"keep #{keeper} {self._title(keeper)}",
+                     f"keep #{keeper} {self._host._title(keeper)}",
                      f"min cos {members['similarity'].min():.3f}"]
             rows.append((cells, "", ids, notes))
         self._set_panel("duplicates", f"Near-duplicates (cosine ≥ {threshold:g})",
@@ -308,7 +323,7 @@ class AnalysisViews(traitlets.HasTraits):
         Returns:
             The :class:`~mclip_explorer.analysis.Hubness` result.
         """
-        result = analysis.hubness(self.collection, queries, k=k)
+        result = analysis.hubness(self._host.collection, queries, k=k)
         rows: list[tuple[list[str], str, np.ndarray, list[str]]] = []
         for hub in result.hubs.itertuples(index=False):
             item = int(hub.id)
@@ -316,7 +331,7 @@ class AnalysisViews(traitlets.HasTraits):
             shown = " · ".join(texts[:MAX_DETAIL_QUERIES])
             extra = len(texts) - MAX_DETAIL_QUERIES
             more = f" (+{extra})" if extra > 0 else ""
-            cells = [str(hub.lang), f"#{item} {self._title(item)}",
+            cells = [str(hub.lang), f"#{item} {self._host._title(item)}",
                      str(int(hub.k_occurrence)), f"x{hub.ratio:.1f}"]
             rows.append((cells, f"retrieved by: {shown}{more}", np.array([item]),
                          [f"N{k} = {int(hub.k_occurrence)}"]))
@@ -342,7 +357,7 @@ class AnalysisViews(traitlets.HasTraits):
             "cells": [r[0] for r in shown],
             "details": [r[1] for r in shown],
             "notes": [note for r in shown for note in r[3]],
-            "titles": [self._title(int(i)) for i in ids],
+            "titles": [self._host._title(int(i)) for i in ids],
             "ids": to_buffer(ids, "uint32"),
             "offsets": to_buffer(offsets, "uint32"),
         }
@@ -351,10 +366,10 @@ class AnalysisViews(traitlets.HasTraits):
     def _check_highlight(self, change: dict[str, Any]) -> None:
         # A panel click sets the highlight from the front end: still only live ids pass.
         try:
-            check_ids(change["new"], self._items)
+            check_ids(change["new"], self._host._items)
         except WireError as exc:
-            self._show_error(f"highlight refused: {exc}")
-            self.highlighted_ids = np.empty(0, np.int64)
+            self._host._show_error(f"highlight refused: {exc}")
+            self._host.highlighted_ids = np.empty(0, np.int64)
 
     def _next_serial(self) -> int:
         # A new number every time, so showing the same view again still reaches the front end.
