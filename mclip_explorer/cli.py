@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -148,9 +147,9 @@ def _search(args: argparse.Namespace) -> int:
     coll = Collection.open(args.dir, device=args.device)
     hits = coll.search(args.query, k=args.k, kind=args.kind)
     if args.json:
-        records = [{key: _jsonable(value) for key, value in row.items()}
-                   for row in hits.to_dict(orient="records")]
-        print(json.dumps(records, ensure_ascii=False, indent=2))
+        # pandas' own serializer: NaN/NA become null, NumPy scalars plain numbers, text stays text.
+        print(hits.to_json(orient="records", force_ascii=False, indent=2, double_precision=15,
+                           date_format="iso", default_handler=str))
     elif hits.empty:
         print("no results")
     else:
@@ -218,23 +217,6 @@ def _report_failures(coll: Any, ids: Any = None) -> None:
     if len(failed) > 5:
         _say(f"... and {len(failed) - 5} more (see the 'error' column of the items)",
              prefix="warning")
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
-        try:
-            import pandas as pd
-
-            if pd.isna(value):
-                return None
-        except (TypeError, ValueError):
-            pass
-        return str(value)
-    return value
 
 
 def _one_line(exc: BaseException) -> str:

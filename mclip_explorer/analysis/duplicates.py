@@ -94,11 +94,7 @@ def duplicates_from_vectors(
     if neighbours is None:
         neighbours = top_k(unit, unit, k, exclude=np.arange(len(unit)))
     positions, scores = neighbours
-    parent = np.arange(len(unit))
-    rows, cols = np.nonzero((scores >= threshold - 1e-6) & (positions >= 0))
-    for a, b in zip(rows.tolist(), positions[rows, cols].tolist(), strict=True):
-        _union(parent, a, b)
-    roots = np.array([_find(parent, i) for i in range(len(unit))], dtype=np.int64)
+    roots = _components(positions, scores >= threshold - 1e-6)
     sizes = np.bincount(roots, minlength=len(unit))
     members = np.flatnonzero(sizes[roots] > 1)
     columns = ["group", "id", "keeper", "similarity", *KEEPER_COLUMNS]
@@ -131,14 +127,21 @@ def duplicates_from_vectors(
     return frame[columns].reset_index(drop=True)
 
 
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]  # path halving keeps the trees flat
-        i = int(parent[i])
-    return i
+def _components(positions: np.ndarray, linked: np.ndarray) -> np.ndarray:
+    """Each row's group under the "similar enough" relation, named by its smallest member.
 
+    ``positions[i, j]`` is a neighbour of row ``i`` (-1 for none), ``linked[i, j]`` whether the
+    pair is close enough; chains of such pairs form one group (undirected).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-def _union(parent: np.ndarray, a: int, b: int) -> None:
-    ra, rb = _find(parent, a), _find(parent, b)
-    if ra != rb:
-        parent[max(ra, rb)] = min(ra, rb)
+    n = len(positions)
+    rows, cols = np.nonzero(linked & (positions >= 0))
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, positions[rows, cols])),
+                       shape=(n, n)).tocsr()
+    _, labels = connected_components(graph, directed=False)
+    # Components are numbered in order of first appearance, so the first index of each label is
+    # its smallest member: the same name for a group whatever order it was found in.
+    _, first = np.unique(labels, return_index=True)
+    return first[labels].astype(np.int64)

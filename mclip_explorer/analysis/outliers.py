@@ -67,6 +67,8 @@ def outliers_from_vectors(
     Returns:
         The frame described in :func:`outliers`.
     """
+    from scipy.stats import median_abs_deviation
+
     k = check_k(k)
     if not isinstance(z, (int, float)) or z <= 0:
         raise ValueError(f"z must be a positive number, got {z!r}")
@@ -80,7 +82,7 @@ def outliers_from_vectors(
     # A missing neighbour slot (index path) counts as the farthest possible, cosine -1.
     distance = (1.0 - np.where(np.isfinite(scores), scores, -1.0)).mean(axis=1)
     median = float(np.median(distance))
-    scale = MAD_TO_SIGMA * float(np.median(np.abs(distance - median)))
+    scale = MAD_TO_SIGMA * float(median_abs_deviation(distance))
     if scale <= 1e-9:
         # More than half the items share one score (e.g. many exact copies): fall back to the
         # standard deviation rather than flag every item that is not such a copy.
