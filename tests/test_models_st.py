@@ -184,3 +184,27 @@ def test_bf16_autocast_stays_close_to_fp32(weights_dir: Path, encoder) -> None:
         assert ours.dtype == np.float32  # normalised in fp32 whatever the autocast precision
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
         assert (ours * full).sum(axis=1).min() > 0.99
+
+
+def test_towers_are_the_librarys_own_sentence_transformers(encoder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    assert isinstance(encoder.text.model, SentenceTransformer)
+    # The fingerprint's view of the Dense layer is the library module's own parameter.
+    assert encoder.text.dense[0][0].weight is encoder.text.model[2].linear.weight
+
+
+def test_model_card_code_gives_the_same_similarities(weights_dir: Path, encoder) -> None:
+    """The model card's example (two SentenceTransformers, encode, util.cos_sim), on the twins."""
+    from sentence_transformers import SentenceTransformer, util
+
+    img_model = SentenceTransformer(str(weights_dir / ST_IMAGE_REPO), device="cpu")
+    text_model = SentenceTransformer(str(weights_dir / ST_TEXT_REPO), device="cpu")
+    texts = TEXTS[:-1]
+    img_emb = img_model.encode(photos())
+    text_emb = text_model.encode(texts)
+    expected = util.cos_sim(text_emb, img_emb).numpy()
+    ours = encoder.encode_text(texts) @ encoder.encode_images(photos(), num_workers=0).T
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=2e-6)
+    # Same ranking of images for every text: what a user of the explorer sees.
+    assert (np.argsort(-ours, axis=1) == np.argsort(-expected, axis=1)).all()

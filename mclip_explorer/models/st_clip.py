@@ -1,11 +1,14 @@
-"""sentence-transformers CLIP models, read from their module folders without sentence-transformers.
+"""sentence-transformers CLIP models, loaded by ``sentence_transformers.SentenceTransformer``.
 
 * ``clip-ViT-B-32-multilingual-v1``: the multilingual student (Transformer -> Pooling -> Dense, as
   listed in the text repo's ``modules.json``) paired with ``sentence-transformers/clip-ViT-B-32``.
 * Any sentence-transformers CLIP folder or hub id (``0_CLIPModel`` serving both towers):
   :func:`spec_for_path`.
 
-The image tower is a transformers ``CLIPModel``; its image processor runs in DataLoader workers.
+Both towers are ``SentenceTransformer`` objects, so tokenisation, pooling and the Dense layers are
+the library's own (the model card's code; tests/test_models_st.py checks parity). Two things are
+added around it: the truncation warning, and the image pipeline: the CLIP image processor runs in
+DataLoader workers and the pixels go through the same model's ``get_image_features``.
 """
 
 from __future__ import annotations
@@ -86,54 +89,92 @@ def _clip_folder(folder: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------ text towers
-class StudentText:
+def sentence_transformer(folder: Path) -> Any:
+    """``SentenceTransformer`` of a local module folder, on the CPU (the encoder moves it).
+
+    Only the library's own module types load: ``trust_remote_code`` stays off, so nothing in
+    the folder is executed.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(folder), device="cpu", trust_remote_code=False).eval()
+
+
+class StText:
+    """A text tower run through its ``SentenceTransformer``: preprocess, then the module chain.
+
+    Args:
+        model: The loaded ``SentenceTransformer``.
+        max_tokens: Token limit (the model's ``max_seq_length`` is set to it).
+    """
+
+    def __init__(self, model: Any, max_tokens: int) -> None:
+        self.model = model
+        self.model.max_seq_length = self.max_tokens = int(max_tokens)
+        self.tokenizer = model.tokenizer
+        # get_embedding_dimension since sentence-transformers 5.4; the older name before.
+        dimension = getattr(model, "get_embedding_dimension", None)
+        self.dim = int((dimension or model.get_sentence_embedding_dimension)())
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Modules whose weights identify this tower."""
+        return {}
+
+    def to(self, device: torch.device) -> None:
+        """Move the tower to ``device``."""
+        self.model.to(device)
+
+    def __call__(self, texts: list[str], device: torch.device, tower: str) -> torch.Tensor:
+        """Raw embeddings of ``texts``; ``tower`` names the model in truncation warnings."""
+        warn_truncated(texts, self.max_tokens, tower, hf_lengths(self.tokenizer))
+        # preprocess since sentence-transformers 5.4 (tokenize, its older name, now warns).
+        features = getattr(self.model, "preprocess", self.model.tokenize)(texts)
+        features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+        return self.model(features)["sentence_embedding"]
+
+
+class StudentText(StText):
     """The student text tower: Transformer -> Pooling -> Dense layers, per ``modules.json``."""
 
     def __init__(self, folder: Path) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
 
-        modules = _modules(folder)
-        types = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
-        # Normalize is a no-op here (every output is normalised); anything else would be ignored
-        # silently, so refuse it.
+        types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in _modules(folder)]
+        # Normalize is a no-op here (every output is normalised); anything else would change
+        # the embedding in ways the explorer does not know about, so refuse it.
         if (types[0] != "Transformer" or "Pooling" not in types
                 or set(types) - {"Transformer", "Pooling", "Dense", "Normalize"}):
             raise UnknownModelError(
                 f"{folder}: expected Transformer -> Pooling -> Dense modules, got {types}")
-        root = folder / modules[0].get("path", "")
-        self.tokenizer = AutoTokenizer.from_pretrained(root)
-        self.transformer = AutoModel.from_pretrained(root).eval()
-        settings = _json(root / "sentence_bert_config.json", required=False)
-        positions = getattr(self.transformer.config, "max_position_embeddings", 512)
-        self.max_tokens = int(settings.get("max_seq_length") or min(positions, 512))
-        self.pooling = _pooling_mode(folder / modules[types.index("Pooling")]["path"])
+        model = sentence_transformer(folder)
+        super().__init__(model, model.max_seq_length)
+        self.transformer = model[0].auto_model
+        self.pooling = _pooling_mode(model[types.index("Pooling")])
+        # A view of the Dense layers' own parameters, named as the fingerprint has always seen
+        # them ("0.0.weight"), so collections built before keep matching.
         self.dense = torch.nn.Sequential(*[
-            _dense(folder / module["path"]) for module, kind in zip(modules, types, strict=True)
-            if kind == "Dense"
-        ]).eval()
-        self.dim = _output_dim(self.dense, self.transformer.config)
+            torch.nn.Sequential(module.linear, module.activation_function)
+            for module, kind in zip(model, types, strict=True) if kind == "Dense"])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Modules whose weights identify this tower."""
         return {"text.transformer": self.transformer, "text.dense": self.dense}
 
-    def to(self, device: torch.device) -> None:
-        """Move the tower to ``device``."""
-        self.transformer.to(device)
-        self.dense.to(device)
 
-    def __call__(self, texts: list[str], device: torch.device, tower: str) -> torch.Tensor:
-        """Raw embeddings of ``texts``; ``tower`` names the model in truncation warnings."""
-        batch = tokenize(self.tokenizer, texts, self.max_tokens, tower, device)
-        names = self.tokenizer.model_input_names
-        hidden = self.transformer(**{k: v for k, v in batch.items() if k in names})[0]
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:  # mean over real tokens, as sentence-transformers' Pooling computes it
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return self.dense(pooled)
+def _pooling_mode(pooling: Any) -> str:
+    mode = str(getattr(pooling, "pooling_mode", None) or pooling.get_pooling_mode_str())
+    if mode not in ("mean", "cls"):
+        raise UnknownModelError(f"only mean or CLS pooling is supported, got {mode!r}")
+    return mode
+
+
+class ClipText(StText):
+    """The text tower of a sentence-transformers CLIP folder (truncated at its 77 positions)."""
+
+    def __init__(self, model: Any) -> None:
+        clip = model[0].auto_model
+        super().__init__(model, clip.config.text_config.max_position_embeddings)
+        self.dim = int(clip.config.projection_dim)
 
 
 def _json(path: Path, *, required: bool = True) -> dict[str, Any]:
@@ -144,75 +185,11 @@ def _json(path: Path, *, required: bool = True) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def _pooling_mode(folder: Path) -> str:
-    config = _json(folder / "config.json")
-    if config.get("pooling_mode_mean_tokens") or config.get("pooling_mode") == "mean":
-        return "mean"
-    if config.get("pooling_mode_cls_token") or config.get("pooling_mode") == "cls":
-        return "cls"
-    raise UnknownModelError(f"{folder}: only mean or CLS pooling is supported, got {config}")
-
-
-def _dense(folder: Path) -> torch.nn.Module:
-    """One sentence-transformers Dense layer from safetensors, or a tensors-only torch file."""
-    import torch
-
-    config = _json(folder / "config.json")
-    activation = str(config.get("activation_function", "torch.nn.modules.linear.Identity"))
-    acts = {"Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh}
-    kind = activation.rsplit(".", 1)[-1]
-    if kind not in acts:
-        raise UnknownModelError(f"{folder}: unsupported Dense activation {activation!r}")
-    linear = torch.nn.Linear(int(config["in_features"]), int(config["out_features"]),
-                             bias=bool(config.get("bias", True)))
-    if (folder / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        state = load_file(str(folder / "model.safetensors"))
-    elif (folder / "pytorch_model.bin").is_file():
-        # weights_only: a restricted unpickler that admits tensors only, never code.
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise WeightsNotFoundError(f"{folder} holds no model.safetensors or pytorch_model.bin")
-    linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
-    return torch.nn.Sequential(linear, acts[kind]())
-
-
-def _output_dim(dense: torch.nn.Sequential, config: Any) -> int:
-    import torch
-
-    linears = [m for m in dense.modules() if isinstance(m, torch.nn.Linear)]
-    return linears[-1].out_features if linears else int(config.hidden_size)
-
-
-class ClipText:
-    """The text tower of a transformers ``CLIPModel`` (truncated at its 77 positions)."""
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.max_tokens = int(model.config.text_config.max_position_embeddings)
-        self.dim = int(model.config.projection_dim)
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        """None of its own: the same CLIPModel is fingerprinted as the image tower."""
-        return {}
-
-    def to(self, device: torch.device) -> None:
-        """Move the tower to ``device``."""
-        self.model.to(device)
-
-    def __call__(self, texts: list[str], device: torch.device, tower: str) -> torch.Tensor:
-        """Raw embeddings of ``texts``; ``tower`` names the model in truncation warnings."""
-        batch = tokenize(self.tokenizer, texts, self.max_tokens, tower, device)
-        return features(self.model.get_text_features(**batch))
-
-
 # ------------------------------------------------------------------------------------ encoder
 class StClipEncoder(TorchEncoder):
     """A sentence-transformers text tower and the CLIP image model it was distilled against."""
 
-    def __init__(self, spec: ModelSpec, text: StudentText | ClipText, clip: Any,
+    def __init__(self, spec: ModelSpec, text: StText, clip: Any,
                  image_processor: Any, *, device: str | None, dtype: Any) -> None:
         super().__init__(device, dtype)
         self.name, self.dim, self.languages = spec.name, spec.dim, spec.languages
@@ -279,8 +256,6 @@ def load(
     head: str | Path | None = None,
 ) -> StClipEncoder:
     """Load both towers of ``spec``; ``text=`` / ``image=`` point the hub ids at local folders."""
-    from transformers import AutoProcessor, CLIPModel
-
     del head  # load_model refuses head= for models without a head file
     image_folder = local_repo(spec.image_repo, image, weights_dir)
     inner = _clip_folder(image_folder)
@@ -288,24 +263,24 @@ def load(
         raise PairingError(f"{spec.name}: {image_folder} is not a sentence-transformers CLIP model")
     # Check the config before reading weights: a wrong tower fails on what makes it wrong.
     _check_pairing(spec, _json(inner / "config.json"), None)
-    clip = CLIPModel.from_pretrained(inner)
-    processor = AutoProcessor.from_pretrained(inner)
+    image_model = sentence_transformer(image_folder)
+    clip = image_model[0].auto_model
     text_folder = (image_folder if text is None and spec.text_repo == spec.image_repo
                    else local_repo(spec.text_repo, text, weights_dir))
     text_inner = _clip_folder(text_folder)
     if text_inner is None:
-        tower: StudentText | ClipText = StudentText(text_folder)
+        tower: StText = StudentText(text_folder)
     elif text_inner == inner:
-        tower = ClipText(clip, processor.tokenizer)
+        tower = ClipText(image_model)
     else:
         raise PairingError(f"{spec.name}: text tower {text_folder} is another CLIP model than "
                            f"the image tower {image_folder}")
     _check_pairing(spec, clip.config.to_dict(), tower)
-    return StClipEncoder(spec, tower, clip, processor.image_processor, device=device, dtype=dtype)
+    return StClipEncoder(spec, tower, clip, image_model.processor.image_processor, device=device,
+                         dtype=dtype)
 
 
-def _check_pairing(spec: ModelSpec, config: dict[str, Any],
-                   tower: StudentText | ClipText | None) -> None:
+def _check_pairing(spec: ModelSpec, config: dict[str, Any], tower: StText | None) -> None:
     wrong = []
     dim = config.get("projection_dim", 512)
     size = config.get("vision_config", {}).get("image_size", 224)
