@@ -36,6 +36,17 @@ if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
   echo "== pip install $TORCH_PIN"
   python -m pip install -q $TORCH_PIN
 fi
+# hnswlib ships no wheel for most Pythons and its sdist compiles with -march=native: a venv built
+# on one CPU then dies with "illegal instruction" on an older one (Ray workers, a shared image).
+# HNSWLIB_NO_NATIVE=1 makes the build portable; --no-binary/--no-cache-dir keep pip from reusing
+# a wheel it compiled natively before. The marker makes the rebuild happen once per venv.
+export HNSWLIB_NO_NATIVE=1
+if [ ! -f .venv/.hnswlib-portable ]; then
+  echo "== pip install hnswlib==0.8.0 (portable build, HNSWLIB_NO_NATIVE=1)"
+  python -m pip install -q --force-reinstall --no-deps --no-binary hnswlib --no-cache-dir \
+    "hnswlib==0.8.0"
+  touch .venv/.hnswlib-portable
+fi
 echo "== pip install -e .[test] (builds the widget bundle with npm)"
 python -m pip install -q -e ".[test]"
 echo "== setup done: $(python -c 'import mclip_explorer, torch; print("mclip_explorer", mclip_explorer.__version__, "torch", torch.__version__)')"

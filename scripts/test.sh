@@ -8,8 +8,10 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "== ruff"
 ruff check mclip_explorer tests bench
+echo "== mypy (strict, [tool.mypy] in pyproject.toml)"
+mypy mclip_explorer
 echo "== TypeScript: strict typecheck and unit tests"
 npm run --silent typecheck
 npm test --silent
-echo "== pytest"
+echo "== pytest (random order: pytest-randomly prints the seed; rerun with -p randomly --randomly-seed=N)"
 python -m pytest "$@"

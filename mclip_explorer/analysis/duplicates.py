@@ -144,4 +144,4 @@ def _components(positions: np.ndarray, linked: np.ndarray) -> np.ndarray:
     # Components are numbered in order of first appearance, so the first index of each label is
     # its smallest member: the same name for a group whatever order it was found in.
     _, first = np.unique(labels, return_index=True)
-    return first[labels].astype(np.int64)
+    return np.asarray(first[labels], dtype=np.int64)

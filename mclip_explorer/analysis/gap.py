@@ -224,7 +224,7 @@ def _project(vectors: np.ndarray, method: Method, seed: int) -> np.ndarray:
         xy = centred @ vt[:2].T
         if xy.shape[1] < 2:
             xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
-        return xy.astype(np.float32)
+        return np.asarray(xy, dtype=np.float32)
     if method == "umap":
         import umap
 
@@ -246,4 +246,4 @@ def _procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     u, sigma, vt = np.linalg.svd(s.T.astype(np.float64) @ t, full_matrices=False)
     rotation = u @ vt
     scale = sigma.sum() / max(float((s**2).sum()), 1e-12)
-    return (scale * s @ rotation + target.mean(axis=0)).astype(np.float32)
+    return np.asarray(scale * s @ rotation + target.mean(axis=0), dtype=np.float32)

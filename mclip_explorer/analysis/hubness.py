@@ -62,7 +62,8 @@ class Hubness:
         """The queries whose top-k holds ``item_id`` (what a click on a hub highlights)."""
         if item_id not in self.occurrence.index:
             raise KeyError(f"item {item_id} was not among the searched items")
-        return self.queries[(self.top_ids == item_id).any(axis=1)]
+        found: pd.DataFrame = self.queries[(self.top_ids == item_id).any(axis=1)]
+        return found
 
 
 def hubness(
@@ -213,7 +214,8 @@ def _skew(counts: np.ndarray) -> float:
     return float((((values - values.mean()) / std) ** 3).mean())
 
 
-def _query_frame(queries: Queries) -> pd.DataFrame:
+def _query_frame(queries: pd.DataFrame | Mapping[str, Sequence[str]] | Sequence[str]
+                 ) -> pd.DataFrame:
     if isinstance(queries, pd.DataFrame):
         if "text" not in queries.columns:
             raise ValueError(

@@ -49,7 +49,8 @@ class LanguageLanes:
 
     def top_ids(self) -> dict[str, list[int]]:
         """Language -> its top-k ids, best first (what a lanes view draws side by side)."""
-        return {lang: group["id"].tolist() for lang, group in self.hits.groupby("lang", sort=False)}
+        groups = self.hits.groupby("lang", sort=False)
+        return {str(lang): group["id"].tolist() for lang, group in groups}
 
 
 def language_lanes(

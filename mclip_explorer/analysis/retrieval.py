@@ -8,6 +8,7 @@ direction shows a language the text tower does not really know; the failing quer
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,9 +164,14 @@ def audit_from_vectors(
     grouped = ranks.groupby(["lang", "direction"], sort=True)["rank"]
     recall = grouped.size().rename("queries").to_frame()
     for k in ks:
-        recall[f"recall@{k}"] = grouped.apply(lambda r, k=k: float((r <= k).mean()))
+        recall[f"recall@{k}"] = grouped.apply(functools.partial(_share_within, k=k))
     recall["mrr"] = grouped.apply(lambda r: float((1.0 / r).mean()))
     return RetrievalAudit(recall.reset_index(), ranks, fail_at)
+
+
+def _share_within(ranks: pd.Series, k: int) -> float:
+    """Share of the queries whose match ranked within the top ``k``."""
+    return float((ranks <= k).mean())
 
 
 def _text_to_image(

@@ -29,7 +29,7 @@ def live_allowed(allowed: np.ndarray, labels: np.ndarray, dead: np.ndarray) -> n
         return allowed[:0]
     # Sorted lookups, not np.isin against all ids: this runs on every filtered query.
     pos = np.minimum(np.searchsorted(labels, allowed), len(labels) - 1)
-    return allowed[(labels[pos] == allowed) & ~dead[pos]]
+    return np.asarray(allowed[(labels[pos] == allowed) & ~dead[pos]])
 
 
 def brute(vectors: np.ndarray, k: int, allowed: np.ndarray, base: np.ndarray,

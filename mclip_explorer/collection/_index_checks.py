@@ -30,7 +30,7 @@ def check_unit_vectors(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be finite unit vectors (L2-normalised); row {row} has "
                          f"norm {norms[row]:.4g} ({int(bad.sum())} bad rows)")
     # Within tolerance, renormalise so that scores stay in [-1, 1].
-    return arr / norms[:, None]
+    return np.asarray(arr / norms[:, None], dtype=np.float32)
 
 
 def auto_ef(count: int) -> int:

@@ -9,6 +9,7 @@ shard it was in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import numpy as np
 
 from mclip_explorer.collection import columns, store
 from mclip_explorer.collection.embedding_cache import PREPROCESS_VERSION as PREPROCESS_VERSION
-from mclip_explorer.collection.embedding_cache import EmbeddingCache
+from mclip_explorer.collection.embedding_cache import EmbeddingCache as EmbeddingCache
 from mclip_explorer.models.base import Encoder
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def save_file_facts(cache_root: Path, known: FileFacts) -> None:
     frame.index.name = "path"
     frame = frame.reset_index()
     for column in ("width", "height"):
-        frame[column] = pd.array(frame[column], dtype="Int64")
+        frame[column] = frame[column].astype("Int64")
     store.save_parquet(cache_root / FILE_FACTS, frame)
 
 
@@ -282,10 +283,10 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
     frame = items.frame.copy()
     paths = list(frame["path"])
     for position, data in hashed.data.items():  # in-memory images get a file for thumbnails
-        name = media_name(hashed.sha256[position], data)
+        name = media_name(str(hashed.sha256[position]), data)
         target = folder / store.MEDIA_DIR / name
         if not target.exists():
-            store.atomic_write(target, lambda tmp, d=data: tmp.write_bytes(d))
+            store.atomic_write(target, functools.partial(_write_bytes, data=data))
         paths[position] = str(target)
     cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]
@@ -319,15 +320,13 @@ def known_files(items: pd.DataFrame, frame: pd.DataFrame) -> tuple[np.ndarray, n
 
 def normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
     """Put the contract columns first, with stable dtypes; metadata columns follow."""
-    import pandas as pd
-
     frame = frame.copy()
     for column in columns.COLUMNS:
         if column not in frame.columns:
             frame[column] = False if column == "deleted" else None
     frame["deleted"] = frame["deleted"].astype(bool)
     for column in columns.COUNT_COLUMNS:
-        frame[column] = pd.array(frame[column], dtype="Int64")
+        frame[column] = frame[column].astype("Int64")
     for column in columns.STRING_COLUMNS:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     order = [*columns.COLUMNS, *columns.metadata_columns(frame.columns)]
@@ -361,3 +360,7 @@ def _bar(total: int, description: str, unit: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True)
+
+
+def _write_bytes(tmp: Path, *, data: bytes) -> None:
+    tmp.write_bytes(data)

@@ -379,7 +379,7 @@ class Collection:
         row = self._items.iloc[item_id]
         if row["deleted"] or isinstance(row["error"], str):
             raise ValueError(f"item {item_id} has no embedding (removed or failed)")
-        return self._embeddings[item_id].astype(np.float32)
+        return np.asarray(self._embeddings[item_id], dtype=np.float32)
 
     def _cache(self) -> building.EmbeddingCache:
         return building.EmbeddingCache(self.path / store.CACHE_DIR, self.manifest["model"][

@@ -206,5 +206,7 @@ def result_frame(
     for values in hits.arrays:
         arrays.append(values[hit_ids] if isinstance(values, np.ndarray) else values.take(hit_ids))
     # DataFrame(dict) would re-infer every column and copy; the arrays are final already.
-    return pd.DataFrame._from_arrays(arrays, columns=pd.Index(names),
-                                     index=pd.RangeIndex(len(hit_ids)), verify_integrity=False)
+    frame: pd.DataFrame = pd.DataFrame._from_arrays(  # type: ignore[attr-defined]
+        arrays, columns=pd.Index(names), index=pd.RangeIndex(len(hit_ids)),
+        verify_integrity=False)
+    return frame

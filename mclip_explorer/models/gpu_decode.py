@@ -104,7 +104,7 @@ def describe_transform(transform: Callable[[Any], Any]) -> GpuPreprocess | None:
     mean, std = tuple(float(v) for v in normalize.mean), tuple(float(v) for v in normalize.std)
     if len(mean) != 3 or len(std) != 3:
         return None
-    return GpuPreprocess(size=size, mean=mean, std=std, interpolation=mode)  # type: ignore[arg-type]
+    return GpuPreprocess(size=size, mean=mean, std=std, interpolation=mode)
 
 
 def _describe_image_processor(processor: Any) -> GpuPreprocess | None:

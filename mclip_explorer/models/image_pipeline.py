@@ -174,7 +174,7 @@ def run_pipeline(
         if threaded:
             stream = getattr(local, "stream", None)
             if stream is None:
-                stream = local.stream = torch.cuda.Stream(device=encoder.device)
+                stream = local.stream = torch.cuda.Stream(device=encoder.device)  # type: ignore[no-untyped-call]
         return _prepare(encoder, images, raw, spec, stream)
 
     def prepared_batches() -> Iterator[Prepared]:
@@ -232,7 +232,7 @@ def _prepare(
         return Prepared(pieces, failures, count)
     with torch.cuda.stream(stream):
         pieces += _decode_on_device(encoder, images, jpeg_idx, flat, offsets, spec, failures)
-        ready = torch.cuda.Event()
+        ready = torch.cuda.Event()  # type: ignore[no-untyped-call]
         ready.record(stream)
     return Prepared(pieces, failures, count, ready)
 
@@ -305,7 +305,7 @@ def _launch(encoder: ImageTower, batch: Prepared) -> PendingBatch:
         if cuda:
             host = torch.empty(raw.shape, dtype=torch.float32, pin_memory=True)
             host.copy_(raw, non_blocking=True)
-            event = torch.cuda.Event()
+            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
             event.record()
         else:
             host = raw

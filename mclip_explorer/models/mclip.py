@@ -127,7 +127,7 @@ def read_mclip_config(folder: Path, spec: ModelSpec) -> dict[str, Any]:
             f"{spec.name} pairs with the {spec.dim}-d {spec.image_tower} tower, but {folder} "
             f"holds a {config['numDims']}-d M-CLIP model"
         )
-    return config
+    return dict(config)
 
 
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
@@ -148,7 +148,9 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         if binary.is_file():
             # Not memory-mapped: the model adopts these tensors (assign=True below), and a
             # file-backed parameter would crash the process if the file were truncated later.
-            return torch.load(binary, map_location="cpu", weights_only=True)
+            state: dict[str, torch.Tensor] = torch.load(binary, map_location="cpu",
+                                                        weights_only=True)
+            return state
     except Exception as exc:  # safetensors/torch raise many types for a damaged file
         raise BadWeightsError(f"cannot read the weights in {folder}: {exc}") from exc
     raise WeightsNotFoundError(f"{folder} holds no weights: expected one of {WEIGHT_FILES}")
@@ -198,7 +200,7 @@ def build_transformer(
     except ImportError:  # pragma: no cover - older transformers
         no_init_weights = nullcontext  # type: ignore[assignment]
     with no_init_weights():
-        model = AutoModel.from_config(config)
+        model = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
     try:
         # assign=True adopts the loaded tensors instead of copying them, so a 2.2 GB checkpoint
         # is not held twice (the uninitialised parameters were never touched).
@@ -216,7 +218,8 @@ def build_transformer(
         )
     if result.missing_keys and hasattr(model, "pooler"):
         model.pooler = None  # never used by mean pooling, and left uninitialised above
-    return model.float().eval()
+    ready: torch.nn.Module = model.float().eval()
+    return ready
 
 
 def build_head(head_state: dict[str, torch.Tensor], config: dict[str, Any], folder: Path

@@ -64,10 +64,12 @@ class MclipEncoder(TorchEncoder):
         batch = tokenize(self.tokenizer, texts, self.text_max_tokens, self.name)
         batch = {key: value.to(self.device) for key, value in batch.items()}
         hidden = self.transformer(**batch)[0]
-        return self.head(masked_mean(hidden, batch["attention_mask"]))
+        embedded: torch.Tensor = self.head(masked_mean(hidden, batch["attention_mask"]))
+        return embedded
 
     def _forward_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.visual(pixels)
+        embedded: torch.Tensor = self.visual(pixels)
+        return embedded
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"transformer": self.transformer, "head": self.head, "visual": self.visual}

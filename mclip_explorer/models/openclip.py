@@ -69,7 +69,7 @@ def image_transform(spec: ModelSpec) -> Callable[[Any], Any]:
     import open_clip
 
     tag = open_clip.get_pretrained_cfg(spec.image_arch, spec.image_pretrained) or {}
-    return open_clip.image_transform(
+    transform: Callable[[Any], Any] = open_clip.image_transform(
         spec.image_size,
         is_train=False,
         mean=tag.get("mean", open_clip.OPENAI_DATASET_MEAN),
@@ -77,6 +77,7 @@ def image_transform(spec: ModelSpec) -> Callable[[Any], Any]:
         resize_mode=tag.get("resize_mode", "shortest"),
         interpolation=tag.get("interpolation", "bicubic"),
     )
+    return transform
 
 
 def _create_checked(
@@ -262,10 +263,12 @@ class OpenClipEncoder(TorchEncoder):
         warn_truncated(texts, self.text_max_tokens, self.name,
                        _full_lengths(self.tokenizer))
         tokens = self.tokenizer(texts).to(self.device)
-        return self.model.encode_text(tokens)
+        embedded: torch.Tensor = self.model.encode_text(tokens)
+        return embedded
 
     def _forward_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixels)
+        embedded: torch.Tensor = self.model.encode_image(pixels)
+        return embedded
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}

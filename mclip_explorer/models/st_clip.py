@@ -38,7 +38,9 @@ class HFImageTransform:
 
     def __call__(self, image: Any) -> torch.Tensor:
         """Preprocess one RGB image."""
-        return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+        pixels: torch.Tensor = self.image_processor(images=image, return_tensors="pt")[
+            "pixel_values"][0]
+        return pixels
 
     def __repr__(self) -> str:
         return f"HFImageTransform({self.image_processor.to_json_string()})"
@@ -54,8 +56,9 @@ def tokenize(tokenizer: Any, texts: list[str], limit: int, tower: str,
 
 def features(output: Any) -> torch.Tensor:
     """``get_*_features`` returns a tensor (transformers 4) or an output object (transformers 5)."""
-    pooled = getattr(output, "pooler_output", None)
-    return output if pooled is None else pooled
+    pooled: torch.Tensor | None = getattr(output, "pooler_output", None)
+    result: torch.Tensor = output if pooled is None else pooled
+    return result
 
 
 OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot",
@@ -84,7 +87,7 @@ def _clip_folder(folder: Path) -> Path | None:
     """The ``0_CLIPModel`` sub-folder of a sentence-transformers CLIP model, if it is one."""
     for module in _modules(folder):
         if str(module.get("type", "")).endswith(CLIP_MODULE):
-            return folder / module.get("path", "")
+            return folder / str(module.get("path", ""))
     return None
 
 
@@ -130,7 +133,8 @@ class StText:
         # preprocess since sentence-transformers 5.4 (tokenize, its older name, now warns).
         features = getattr(self.model, "preprocess", self.model.tokenize)(texts)
         features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
-        return self.model(features)["sentence_embedding"]
+        embedded: torch.Tensor = self.model(features)["sentence_embedding"]
+        return embedded
 
 
 class StudentText(StText):

@@ -194,8 +194,10 @@ class TorchEncoder(Encoder):
         if len(images) <= 1:
             workers = 0  # starting a worker process costs more than decoding one image
         cuda = self.device.type == "cuda"
-        loader = DataLoader(
-            ImageDataset(images, self.image_transform, read_jpegs=gpu_spec is not None),
+        # A map-style dataset by protocol (__len__/__getitem__), not a torch Dataset subclass.
+        dataset: Any = ImageDataset(images, self.image_transform, read_jpegs=gpu_spec is not None)
+        loader: DataLoader[Any] = DataLoader(
+            dataset,
             batch_size=batch_size,
             num_workers=workers,
             collate_fn=collate,

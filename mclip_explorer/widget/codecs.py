@@ -31,7 +31,7 @@ class WireError(MclipExplorerError, ValueError):
 def to_buffer(array: np.ndarray, dtype: str) -> memoryview:
     """A C-contiguous little-endian ``memoryview`` of ``array`` cast to ``dtype``."""
     out = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
-    return memoryview(out).cast("B")
+    return memoryview(out.data).cast("B")
 
 
 def _ids_to_json(ids: np.ndarray | None, _widget: object = None) -> memoryview:

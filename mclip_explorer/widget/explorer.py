@@ -139,9 +139,9 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     def _validate_selection(self, proposal: dict[str, Any]) -> pd.DataFrame:
         value = proposal["value"]
         items = self._items
-        if value is None:
-            return items.iloc[:0]
-        return items.iloc[check_ids(value, items)]
+        chosen: pd.DataFrame = items.iloc[:0] if value is None else items.iloc[
+            check_ids(value, items)]
+        return chosen
 
     @traitlets.observe("selection")
     def _selection_to_ids(self, change: dict[str, Any]) -> None:
@@ -225,7 +225,8 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         reply = {"label": label, "source": source, "x": float(where[0]), "y": float(where[1]),
                  "titles": [self._title(int(i)) for i in ids]}
         xy = found[["x", "y"]].to_numpy(dtype=np.float32)
-        out = [to_buffer(ids, "uint32"), to_buffer(found["score"].to_numpy(), "float32"),
+        out: list[memoryview | bytes] = [
+               to_buffer(ids, "uint32"), to_buffer(found["score"].to_numpy(), "float32"),
                to_buffer(xy, "float32")]
         if size:
             # The gallery shows exactly these: sending them now saves a second round trip.

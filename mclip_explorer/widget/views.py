@@ -325,7 +325,8 @@ class AnalysisViews(traitlets.HasTraits):
         """
         result = analysis.hubness(self._host.collection, queries, k=k)
         rows: list[tuple[list[str], str, np.ndarray, list[str]]] = []
-        for hub in result.hubs.itertuples(index=False):
+        hubs: list[Any] = list(result.hubs.itertuples(index=False))  # rows of mixed dtypes
+        for hub in hubs:
             item = int(hub.id)
             texts = result.queries_of(item)["text"].astype(str).tolist()
             shown = " · ".join(texts[:MAX_DETAIL_QUERIES])
