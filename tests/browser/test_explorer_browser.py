@@ -53,6 +53,26 @@ def remove_all_queries(page: Any) -> None:
     page.wait_for_function("() => !document.querySelector('.mx-row')")
 
 
+@pytest.fixture(autouse=True)
+def fresh_explorer(explorer: Any) -> None:
+    """Every test starts from the same widget state, whatever ran before it (random order).
+
+    The notebook and page are shared (JupyterLab start-up dominates), so what earlier tests
+    change is undone here: a patched ``coll.search``, selection, highlight, colour column, error,
+    queries, zoom and drag mode.
+    """
+    kernel(explorer, "coll.__dict__.pop('search', None); w.selection = []; w.highlight([]);"
+                     " w.color_by = 'colour'; w.error = ''; print(1)")
+    remove_all_queries(explorer)
+    explorer.locator('.mx-map .modebar-btn[data-title="Reset axes"]').click()
+    explorer.locator('.mx-map .modebar-btn[data-title="Pan"]').click()
+    explorer.mouse.move(2, 2)
+    explorer.wait_for_function(
+        "() => { const d = document.querySelector('.mx-map').data;"
+        " return d.find(t => t.name === 'highlighted').x.length === 0"
+        " && d.find(t => t.name === 'selected').x.length === 0; }", timeout=10_000)
+
+
 def test_map_shows_the_points(explorer: Any) -> None:
     n = kernel(explorer, "print(json.dumps(int(len(coll.items))))")
     assert explorer.locator(".mx-status").inner_text().startswith(f"{n} points")
@@ -101,11 +121,12 @@ def test_non_latin_query_shows_what_the_model_ranks_first(explorer: Any) -> None
 
 
 def test_same_query_in_another_script_shows_the_overlap(explorer: Any) -> None:
+    run_query(explorer, "красный")
+    first = gallery_ids(explorer, "красный")
     run_query(explorer, "أحمر")  # "red" in Arabic, right to left
     shown = gallery_ids(explorer, "أحمر")
     expected = kernel(explorer, 'print(json.dumps(coll.search("أحمر", k=w.k)["id"].tolist()))')
     assert shown == expected
-    first = gallery_ids(explorer, "красный")
     common = len(set(first) & set(shown))
     assert explorer.locator(".mx-common").inner_text() == f"{common} item(s) in all 2 queries"
     assert explorer.locator(".mx-card.mx-shared-all").count() == 2 * common
@@ -115,7 +136,6 @@ def test_same_query_in_another_script_shows_the_overlap(explorer: Any) -> None:
 
 
 def test_box_selection_reaches_python(explorer: Any) -> None:
-    remove_all_queries(explorer)
     coords = kernel(explorer, "print(json.dumps(coll.coords.tolist()))")
     pixels = np.array(explorer.evaluate(TO_PIXELS, coords))
     red = pixels[:4]  # the four red images (ids 0-3) sit together on the map
@@ -220,7 +240,6 @@ def test_colour_picker_changes_the_legend(explorer: Any) -> None:
 
 
 def test_query_typed_while_the_kernel_is_busy_is_not_lost(explorer: Any) -> None:
-    remove_all_queries(explorer)
     kernel(explorer, "import time\n_search = coll.search\n"
                      "coll.search = lambda *a, **k: (time.sleep(1.5), _search(*a, **k))[1]\n"
                      "print(1)")
@@ -238,7 +257,8 @@ def test_query_typed_while_the_kernel_is_busy_is_not_lost(explorer: Any) -> None
 
 
 def test_kernel_error_shows_in_the_widget(explorer: Any) -> None:
-    kernel(explorer, "def _boom(*a, **k):\n    raise RuntimeError('the index is on fire')\n"
+    kernel(explorer, "_search = coll.search\n"
+                     "def _boom(*a, **k):\n    raise RuntimeError('the index is on fire')\n"
                      "coll.search = _boom\nprint(1)")
     try:
         run_query(explorer, "grün")

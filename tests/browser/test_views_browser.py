@@ -48,6 +48,19 @@ def views(lab: dict[str, Any], browser_context: Any) -> Iterator[Any]:
     page.close()
 
 
+@pytest.fixture(autouse=True)
+def fresh_views(views: Any) -> None:
+    """Every test starts from the same widget state, whatever ran before it (random order)."""
+    kernel(views, "w.clear_lanes(); w.clear_panel(); w.map_view = 'map'; w.selection = [];"
+                  " w.highlight([]); w.color_by = 'colour'; print(1)")
+    while views.locator(".mx-row:not(.mx-pinned) .mx-remove").count():
+        views.locator(".mx-row:not(.mx-pinned) .mx-remove").first.click()
+    views.wait_for_function("() => !document.querySelector('.mx-row')"
+                            " && document.querySelector('.mx-map').dataset.view === 'map'",
+                            timeout=10_000)
+    views.mouse.move(2, 2)
+
+
 def map_pixels(page: Any) -> np.ndarray:
     style = page.add_style_tag(content=".mx-map .legend, .mx-map .modebar-container,"
                                         " .mx-overlay, .mx-overlay-labels"
