@@ -338,10 +338,10 @@ def test_truncated_file_is_a_collection_error(small, tmp_path, keep):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"dim": 64}, "dim=32, M=16; the manifest says dim=64"),
-        ({"M": 8}, "M=16; the manifest says dim=32, M=8"),
-        ({"count": 301}, "holds 300 items, the manifest says 301"),
-        ({"live": 12}, "holds 300 live items, the manifest says 12"),
+        ({"dim": 64}, "dim=32, M=16; the manifest's fields 'index.dim', 'index.M' say dim=64"),
+        ({"M": 8}, "M=16; the manifest's fields 'index.dim', 'index.M' say dim=32, M=8"),
+        ({"count": 301}, "holds 300 items, the manifest's field 'index.count' says 301"),
+        ({"live": 12}, "holds 300 live items, the manifest's field 'index.live' says 12"),
         ({"space": "l2"}, "space 'l2' is not supported"),
         ({"dim": None}, "incomplete"),
     ],

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
 from mclip_explorer.collection import store
 from mclip_explorer.models.base import Encoder
 
@@ -254,13 +255,11 @@ class EmbeddingCache:
         digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:20]
         path = self.folder / f"shard-{digest}.npz"
 
-        def write(tmp: Path) -> None:
-            with tmp.open("wb") as handle:
-                np.savez(handle, keys=np.asarray(keys, dtype="S64"),
-                         vectors=vectors.astype(np.float32),
-                         errors=np.asarray(errors, dtype=str))
+        def write(handle: Any) -> None:
+            np.savez(handle, keys=np.asarray(keys, dtype="S64"),
+                     vectors=vectors.astype(np.float32), errors=np.asarray(errors, dtype=str))
 
-        store.atomic_write(path, write)
+        atomic_write(path, write)
         for key, vector, error in zip(keys, vectors, errors, strict=True):
             if error:
                 self.errors[key] = error
@@ -356,7 +355,7 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
         name = media_name(hashed.sha256[position], data)
         target = folder / store.MEDIA_DIR / name
         if not target.exists():
-            store.atomic_write(target, lambda tmp, d=data: tmp.write_bytes(d))
+            atomic_write(target, data)
         paths[position] = str(target)
     cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]

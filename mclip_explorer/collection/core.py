@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import building, search, store
+from mclip_explorer.collection import _commit, building, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import first_map
@@ -345,7 +345,7 @@ class Collection:
         """Write the changed roles as a new generation and switch the manifest to it."""
         self._live.clear()
         try:
-            self._embeddings = store.write_generation(
+            self._embeddings = _commit.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
         except BaseException:
