@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mclip_explorer.errors import WriteError
+from mclip_explorer.errors import MclipExplorerError, WriteError
 
 CHECKSUM = "xxh3_128"  # the manifest key and algorithm of every recorded checksum
 _CHUNK = 8 << 20  # read-back and verification chunk: large enough for full disk speed
@@ -100,7 +100,7 @@ def atomic_write(path: str | os.PathLike[str], content: Content) -> FileRecord:
         expected = _fill(tmp, content)
         record = _verify(tmp, path.name, expected)
         if isinstance(content, ByPath):
-            content.check(tmp)
+            _check(tmp, path, content.check)
         checkpoint(f"write:{path.name}")
         tmp.replace(path)
         fsync_folder(path.parent)
@@ -246,6 +246,25 @@ def _fill(tmp: Path, content: Content) -> tuple[int, str] | None:
     with open(tmp, "rb+") as again:  # noqa: PTH123 - need the descriptor for fsync
         os.fsync(again.fileno())
     return expected
+
+
+def _check(tmp: Path, path: Path, check: Callable[[Path], None]) -> None:
+    """Run a by-name writer's check; an incomplete file becomes a WriteError with its cause."""
+    try:
+        check(tmp)
+    except (ValueError, OSError, MclipExplorerError) as exc:
+        if isinstance(exc, WriteError):
+            raise
+        # The writer swallowed the error: growing the file by up to 1 MiB shows the cause.
+        cause = "the written file is incomplete"
+        try:
+            with tmp.open("ab") as handle:
+                for _ in range(16):
+                    handle.write(bytes(65536))
+                    handle.flush()
+        except OSError as probe:
+            cause = describe(probe)
+        raise WriteError(f"could not write {path}: {cause} ({exc})") from None
 
 
 def _verify(tmp: Path, name: str, expected: tuple[int, str] | None) -> FileRecord:
