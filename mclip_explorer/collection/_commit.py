@@ -69,7 +69,7 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> dict[str, str]:
     for role, entry in manifest["files"].items():
         if entry is None:
             continue
-        problem = file_problem(folder / entry["name"], entry)
+        problem = file_problem(folder / entry["name"], entry, f"files.{role}")
         if problem is None:
             continue
         if role.startswith("index_"):
@@ -81,14 +81,14 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> dict[str, str]:
     return damaged
 
 
-def file_problem(path: Path, entry: dict[str, Any]) -> str | None:
-    """What is wrong with one file against its manifest entry, or None."""
+def file_problem(path: Path, entry: dict[str, Any], field: str) -> str | None:
+    """What is wrong with one file against its manifest entry ``field``, or None."""
     if not path.is_file():
         return "missing"
     size = path.stat().st_size
     if size != entry["bytes"]:
-        return (f"{size} bytes, the manifest says {entry['bytes']} (truncated or replaced; "
-                f"field 'files.*.bytes')")
+        return (f"{size} bytes, the manifest's field '{field}.bytes' says {entry['bytes']} "
+                "(truncated or replaced)")
     expected = entry.get(CHECKSUM_KEY)
     if expected is not None:
         try:
@@ -96,8 +96,8 @@ def file_problem(path: Path, entry: dict[str, Any]) -> str | None:
         except OSError as exc:
             return f"cannot be read: {_files.describe(exc)}"
         if actual != expected:
-            return (f"its {CHECKSUM_KEY} checksum is {actual}, the manifest says {expected} "
-                    "(bit rot or an outside change)")
+            return (f"its {CHECKSUM_KEY} checksum is {actual}, the manifest's field "
+                    f"'{field}.{CHECKSUM_KEY}' says {expected} (bit rot or an outside change)")
     return None
 
 

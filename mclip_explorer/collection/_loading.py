@@ -75,7 +75,12 @@ def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
         entry = files.get(f"index_{kind}")
         params = manifest["index"].get(kind)
         if not entry:
-            continue
+            if _live(items, kind).any():  # the index was dropped from the manifest
+                damaged[f"index_{kind}"] = f"field 'files.index_{kind}' names no file"
+                entry = {"name": f"index_{kind}"}
+                params = params or VectorIndex(dim).params
+            else:
+                continue
         if not params:
             raise CollectionError(f"damaged {folder / store.MANIFEST}: field 'index.{kind}' is "
                                   f"missing for file {entry['name']}")
@@ -99,13 +104,16 @@ def rebuild_index(items: pd.DataFrame, embeddings: np.ndarray, kind: str,
     from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.base import normalize
 
-    live = ((items["kind"] == kind) & ~items["deleted"] & items["error"].isna()).to_numpy()
-    ids = items["id"].to_numpy()[live]
+    ids = items["id"].to_numpy()[_live(items, kind)]
     index = VectorIndex(int(params["dim"]), M=int(params["M"]),
                         ef_construction=int(params["ef_construction"]), ef=params["ef"],
                         random_seed=int(params["random_seed"]))
     vectors = normalize(embeddings[ids].astype(np.float32))
     return building.index_vectors(index, ids, vectors)
+
+
+def _live(items: pd.DataFrame, kind: str) -> np.ndarray:
+    return ((items["kind"] == kind) & ~items["deleted"] & items["error"].isna()).to_numpy()
 
 
 def _check_counts(manifest: dict[str, Any], items: pd.DataFrame, folder: Path) -> None:

@@ -59,7 +59,7 @@ def validate(manifest: Any, path: Path) -> dict[str, Any]:
     if _is_int(version) and version > FORMAT_VERSION:
         raise CollectionError(
             f"{path.parent} uses collection format {version}; this mclip-explorer reads up to "
-            f"{FORMAT_VERSION}. Upgrade mclip-explorer to open it.")
+            f"{FORMAT_VERSION} (field 'format_version'). Upgrade mclip-explorer to open it.")
     try:
         _TOP_CHECK(manifest, "")
     except _FieldError as bad:
@@ -188,8 +188,9 @@ def _index(value: Any, field: str) -> None:
 def _projection(value: Any, field: str) -> None:
     if value == {}:
         return  # no map yet (a collection without images)
-    _object({"method": _text(), "n": _int(0, MAX_COUNT), "scale": _number(positive=True)},
-            extra=_json_scalar, optional=("scale",))(value, field)
+    _object({"method": _text(), "n": _int(0, MAX_COUNT), "scale": _number(positive=True),
+             "scale_k": _int(1, 10_000), "seconds": _number(positive=False)},
+            extra=_json_scalar, optional=("scale", "scale_k", "seconds"))(value, field)
 
 
 def _versions(value: Any, field: str) -> None:
