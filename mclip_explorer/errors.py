@@ -40,6 +40,10 @@ class BadImageError(MclipExplorerError, ValueError):
         super().__init__(reason if item is None else f"{_describe(item)}: {reason}")
 
 
+class BadTextError(MclipExplorerError, ValueError):
+    """A text that is not valid Unicode (a lone surrogate); the message says which and where."""
+
+
 class CollectionError(MclipExplorerError):
     """A collection folder that is missing, damaged or from an incompatible version."""
 

@@ -227,7 +227,8 @@ class Collection:
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
         """Array form of :meth:`search` for many vectors: ``(ids, scores)``, each ``(n, k)``.
 
-        Rows are normalised first; missing hits are padded with id -1 and score NaN.
+        Rows are normalised first; ``k`` is clamped to the live item count (before anything is
+        allocated); missing hits are padded with id -1 and score NaN.
         """
         from mclip_explorer.models import normalize
 

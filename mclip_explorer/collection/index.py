@@ -229,11 +229,13 @@ class VectorIndex:
                 for exact search over a selective filter.
 
         Returns:
-            ``(ids, scores)``: int64 ``(n, k)`` and float32 ``(n, k)`` cosine similarities,
-            best first; rows are padded with id -1 and score NaN when fewer than ``k`` match.
+            ``(ids, scores)``: int64 ``(n, k')`` and float32 ``(n, k')`` cosine similarities,
+            best first, where ``k' = min(k, live items)`` (at least 1); rows are padded with
+            id -1 and score NaN when fewer than ``k'`` match.
         """
         vectors = self._check_vectors(vectors, "query vectors")
-        k = _check_k(k)
+        # Clamped before anything is allocated: k=10**9 on 24 items must not cost 8 GB.
+        k = min(_check_k(k), max(len(self), 1))
         ef = self.search_ef if ef is None else _check_k(ef, "ef")
         n = len(vectors)
         out_ids = np.full((n, k), -1, dtype=np.int64)
@@ -345,12 +347,13 @@ class VectorIndex:
 
         Returns:
             ``(ids, sims)``: int64 ``(N, k)`` neighbour ids and float32 ``(N, k)`` similarities,
-            rows in the order of :attr:`ids`; padded with -1 / NaN when ``k > N``.
+            rows in the order of :attr:`ids`; ``k`` is clamped to ``N``.
         """
         k = _check_k(k)
         with self._lock:
             live = self.ids
             n = len(live)
+            k = min(k, max(n, 1))  # before allocating (n, k)
             out_ids = np.full((n, k), -1, dtype=np.int64)
             out_sims = np.full((n, k), np.nan, dtype=np.float32)
             kk = min(k + 1, n)  # one extra: the item itself may come back anywhere or not at all
