@@ -75,10 +75,9 @@ def test_cli_with_an_undecodable_argv_byte(built: Path):
 
 
 def test_widget_query_names_a_lone_surrogate(tmp_path: Path):
+    from mclip_explorer.widget.explorer import ExplorerWidget
     from tests.browser.toydata import build_collection
     from tests.test_widget import Front
-
-    from mclip_explorer.widget.explorer import ExplorerWidget
 
     front = Front(ExplorerWidget(build_collection(tmp_path)))
     content, _ = front.request("search", text="gatto \ud83d", k=3)
