@@ -59,9 +59,8 @@ def read_only(source: Path, tmp_path: Path) -> Iterator[tuple[Path, bool]]:
 
 def test_a_read_only_collection_is_fully_usable_and_never_written(
         read_only: tuple[Path, bool], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from tests.test_widget import Front
-
     from mclip_explorer.widget.explorer import ExplorerWidget
+    from tests.test_widget import Front
 
     folder, mounted = read_only
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -98,9 +97,8 @@ def test_a_read_only_collection_is_fully_usable_and_never_written(
 def test_thumbnails_survive_a_full_disk(source: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch):
     """No place to cache them at all: thumbnails are made in memory, the widget keeps working."""
-    from tests.test_widget import Front
-
     from mclip_explorer.widget.explorer import ExplorerWidget
+    from tests.test_widget import Front
 
     copy = tmp_path / "coll"
     shutil.copytree(source, copy)
