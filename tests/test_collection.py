@@ -413,7 +413,8 @@ def test_damaged_collection_is_a_clear_error(built_path: Path, tmp_path: Path, h
 
 @pytest.mark.parametrize(("how", "match"), [
     ("truncated index", "truncated or replaced"),
-    ("truncated index, manifest size fixed", "checksum is [0-9a-f]{32}, the manifest says"),
+    ("truncated index, manifest size fixed",
+     "checksum is [0-9a-f]{32}, the manifest's field 'files.index_image.xxh3_128' says"),
 ])
 def test_damaged_index_is_rebuilt_from_the_embeddings(built_path: Path, tmp_path: Path, how: str,
                                                       match: str):
