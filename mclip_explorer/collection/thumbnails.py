@@ -83,7 +83,8 @@ def _cache_places(collection: Any, name: str) -> tuple[Path, Path, bool]:
     user = user_cache_dir() / "thumbs" / f"{folder.name}-{key}" / name
     inside = folder / "thumbs" / name
     thumbs = folder / "thumbs"
-    writable = is_writable_folder(thumbs if thumbs.is_dir() else folder)
+    writable = not getattr(collection, "read_only", False) and is_writable_folder(
+        thumbs if thumbs.is_dir() else folder)
     return inside, user, writable
 
 
