@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from mclip_explorer.errors import MclipExplorerError, WriteError
 
@@ -241,7 +241,7 @@ def _fill(tmp: Path, content: Content) -> tuple[int, str] | None:
             if isinstance(content, (bytes, bytearray, memoryview)):
                 hashing.write(content)
             else:
-                content(hashing)  # type: ignore[arg-type]  (a file-like object, duck-typed)
+                content(cast("IO[bytes]", hashing))  # duck-typed: write, tell, flush
             expected = hashing.size, hashing.digest.hexdigest()
     with open(tmp, "rb+") as again:  # noqa: PTH123 - need the descriptor for fsync
         os.fsync(again.fileno())

@@ -56,7 +56,7 @@ def validate(manifest: Any, path: Path) -> dict[str, Any]:
         raise CollectionError(f"{path} is not an mclip-explorer collection manifest "
                               f"(field 'format' must be {FORMAT_NAME!r})")
     version = manifest.get("format_version")
-    if _is_int(version) and version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise CollectionError(
             f"{path.parent} uses collection format {version}; this mclip-explorer reads up to "
             f"{FORMAT_VERSION} (field 'format_version'). Upgrade mclip-explorer to open it.")

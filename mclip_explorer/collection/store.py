@@ -118,7 +118,8 @@ def write_lock(folder: Path) -> Iterator[None]:
 def load_npy(path: Path, *, what: str) -> np.ndarray:
     """Load an array written by :func:`save_npy`; a damaged file raises :class:`CollectionError`."""
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
+        return array
     except FileNotFoundError:
         raise CollectionError(f"collection file missing: {path}") from None
     except (ValueError, OSError, EOFError) as exc:
