@@ -288,3 +288,21 @@ def test_new_files_honour_the_umask(images: Path, tmp_path: Path, umask: int, mo
     wrong = {str(p.relative_to(out)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files
              if stat.S_IMODE(p.stat().st_mode) != mode}
     assert not wrong, f"expected {oct(mode)}: {wrong}"
+
+
+def test_collections_from_before_checksums_open_and_gain_them(built: Path, tmp_path: Path):
+    path = _copy(built, tmp_path / "coll")
+    manifest = json.loads((path / MANIFEST).read_text())
+    for entry in manifest["files"].values():
+        if entry:
+            del entry["xxh3_128"]
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    coll = Collection.open(path, model=ToyEncoder())
+    coll.add_texts(["red"])
+    files = json.loads((path / MANIFEST).read_text())["files"]
+    assert all(len(entry["xxh3_128"]) == 32 for entry in files.values() if entry)
+    manifest = json.loads((path / MANIFEST).read_text())
+    del manifest["files"]["items"]["xxh3_128"]  # one deleted checksum, the others present
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CollectionError, match=r"missing key 'files\.items\.xxh3_128'"):
+        Collection.open(path)

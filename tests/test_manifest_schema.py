@@ -40,7 +40,6 @@ VALID = [
     ("projection.scale", 10**12), ("projection.scale", 1.5), ("projection", {}),
     ("projection.scale", DELETED), ("projection.scale_k", DELETED),
     ("projection.seconds", DELETED), ("projection.scale_k", 10**12 // 10**8),
-    ("files.*.xxh3_128", DELETED),
 ]
 # Edits after which the index is rebuilt from the embeddings, with a warning naming the field.
 REBUILT = [("files.index_*", None), ("files.index_*", DELETED), ("files.index_*.bytes", 0),

@@ -157,6 +157,7 @@ def _files(value: Any, field: str) -> None:
         raise _FieldError(field, f"must be an object, got {_show(value)}")
     for role in value.keys() - ROLES.keys():
         raise _FieldError(_join(field, role), "is not a known file role")
+    checked = any(isinstance(entry, dict) and CHECKSUM_KEY in entry for entry in value.values())
     for role in ROLES:
         where = _join(field, role)
         if role not in value:
@@ -165,9 +166,11 @@ def _files(value: Any, field: str) -> None:
             continue
         if value[role] is None and role not in REQUIRED_ROLES:
             continue
+        # Checksums are optional only for collections written before they existed: once one
+        # file has one, every file must (a deleted checksum would switch verification off).
         _object({"name": _file_name(role), "bytes": _int(0, MAX_FILE_BYTES),
                  CHECKSUM_KEY: _text(pattern=re.compile(r"[0-9a-f]{32}\Z"))},
-                optional=(CHECKSUM_KEY,))(value[role], where)
+                optional=() if checked else (CHECKSUM_KEY,))(value[role], where)
 
 
 def _index(value: Any, field: str) -> None:
