@@ -123,6 +123,36 @@ def test_a_write_over_the_file_size_limit_keeps_the_previous_generation(
     assert sorted(p.name for p in path.iterdir()) == before_files  # no stray files either
 
 
+_REBUILD_UNDER_LIMIT = """
+    import resource, sys
+    from mclip_explorer.collection import Collection
+    from mclip_explorer.errors import WriteError
+    from mclip_explorer.models.toy import ToyEncoder
+    limit = int(sys.argv[3])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        Collection.build(sys.argv[2], model=ToyEncoder(), out=sys.argv[1], progress=False)
+    except WriteError as exc:
+        print("WriteError:", exc)
+        sys.exit(3)
+    print("built")
+"""
+
+
+def test_a_rebuild_over_the_file_size_limit_keeps_the_previous_collection(
+        built: Path, images: Path, tmp_path: Path):
+    """build() again into an existing collection (all cached): the index is the first file over
+    the limit, and hnswlib truncates it silently."""
+    path = _copy(built, tmp_path / "coll")
+    before_generation, before_hits = _state(path)
+    result = _run(_REBUILD_UNDER_LIMIT, str(path), str(images), "5000")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "index-image.2.hnsw: the file exceeds the file-size limit" in result.stdout
+    generation, hits = _state(path)
+    assert generation == before_generation
+    pd.testing.assert_frame_equal(hits, before_hits)
+
+
 def _mount_tmpfs(target: Path, size: str) -> bool:
     target.mkdir()
     try:
