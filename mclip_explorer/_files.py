@@ -98,9 +98,9 @@ def atomic_write(path: str | os.PathLike[str], content: Content) -> FileRecord:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         expected = _fill(tmp, content)
-        record = _verify(tmp, path.name, expected)
         if isinstance(content, ByPath):
             _check(tmp, path, content.check)
+        record = _verify(tmp, path.name, expected)
         checkpoint(f"write:{path.name}")
         tmp.replace(path)
         fsync_folder(path.parent)
