@@ -34,23 +34,48 @@ def check_complete(path: Path, *, dim: int, m: int, count: int) -> None:
     per_element = int(header[24:32].view(np.uint64)[0])
     links_unit = int(header[56:64].view(np.uint64)[0]) * 4 + 4  # maxM_ ids + count word
     size = path.stat().st_size
+    start = HEADER_BYTES + count * per_element
     with path.open("rb") as handle:
-        handle.seek(HEADER_BYTES + count * per_element)
+        handle.seek(start)
         tail = handle.read()
-    pos = 0
-    for _ in range(count):
-        if pos + 4 > len(tail):
+    end = _walk_link_lists(tail, count, links_unit)
+    if end is None:
+        raise CollectionError(f"index file {path} is damaged (a link list size that is not a "
+                              f"multiple of {links_unit} bytes)")
+    if end != len(tail):
+        raise CollectionError(f"index file {path} is incomplete ({size} bytes; its structure "
+                              f"needs {start + end})")
+
+
+def _walk_link_lists(tail: bytes, count: int, unit: int) -> int | None:
+    """Byte length of ``count`` link-list records (uint32 size + data) at the start of ``tail``.
+
+    Returns the end offset (past ``len(tail)`` when truncated), or None for a size that is not a
+    multiple of ``unit``. Most items live on level 0 only (a zero size word), so the loop steps
+    only over the records with data: about one item in M.
+    """
+    import bisect
+
+    words = np.frombuffer(tail[: len(tail) // 4 * 4], dtype="<u4")
+    nonzero = np.flatnonzero(words).tolist()
+    word, done = 0, 0  # position in words, records passed
+    while done < count:
+        if word >= len(words):  # the last record's data ran past the end: truncated
+            return 4 * word + 4 * (count - done)
+        nxt = bisect.bisect_left(nonzero, word)
+        at = nonzero[nxt] if nxt < len(nonzero) else len(words)
+        zeros = at - word  # records of size 0 before the next non-zero word
+        if done + zeros >= count or at >= len(words):
+            word += min(zeros, count - done)
+            done += min(zeros, count - done)
+            if done < count:  # ran out of words: truncated
+                return len(tail) + 4 * (count - done)
             break
-        length = int.from_bytes(tail[pos:pos + 4], "little")
-        if length % links_unit:
-            raise CollectionError(f"index file {path} is damaged (a link list of {length} "
-                                  "bytes)")
-        pos += 4 + length
-    else:
-        if pos == len(tail):
-            return
-    raise CollectionError(f"index file {path} is incomplete ({size} bytes; its structure "
-                          f"needs {HEADER_BYTES + count * per_element + pos})")
+        length = int(words[at])
+        if length % unit:
+            return None
+        word, done = at + 1 + length // 4, done + zeros + 1
+    return 4 * word
 
 
 def read_params(params: dict[str, Any], space: str) -> tuple[int, int, int, int | None, int]:
