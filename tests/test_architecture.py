@@ -21,6 +21,7 @@ MAX_LINES = 400
 # its first package below mclip_explorer/ (or its own name for a top-level module).
 LAYERS: dict[str, int] = {
     "_version": 0,
+    "_files": 0,
     "errors": 0,
     "images": 0,
     "models": 1,

@@ -83,3 +83,26 @@ def put_others(labels: np.ndarray, sims: np.ndarray, rows: np.ndarray, out_ids: 
     order = np.argsort(~others, axis=1, kind="stable")[:, :width]
     out_ids[:, 1:1 + width] = np.take_along_axis(labels, order, axis=1)
     out_sims[:, 1:1 + width] = np.take_along_axis(sims, order, axis=1)
+
+
+def knn_rows(index: Any, vectors: np.ndarray, k: int, live: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-by-row hnswlib search for when a batch query fails (caller holds the index's lock).
+
+    hnswlib refuses a whole batch when any row reaches fewer than ``k`` items; here each row
+    gets the widest search (``ef`` = ``live`` items) and ``k`` shrinks until hnswlib answers.
+    Missing slots are -1 / NaN. The caller resets ``ef`` afterwards.
+    """
+    labels = np.full((len(vectors), k), -1, dtype=np.int64)
+    sims = np.full((len(vectors), k), np.nan, dtype=np.float32)
+    index.set_ef(max(live, k))
+    for row, vector in enumerate(vectors):
+        kk = k
+        while kk:
+            try:
+                got, dist = index.knn_query(vector, k=kk, num_threads=1)
+            except RuntimeError:
+                kk = kk - 1 if kk < 8 else kk * 3 // 4
+                continue
+            labels[row, :kk], sims[row, :kk] = got[0], 1.0 - dist[0]
+            break
+    return labels, sims

@@ -9,7 +9,6 @@ shard it was in.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
 from mclip_explorer.collection import columns, store
 from mclip_explorer.collection.embedding_cache import PREPROCESS_VERSION as PREPROCESS_VERSION
 from mclip_explorer.collection.embedding_cache import EmbeddingCache as EmbeddingCache
@@ -286,7 +286,7 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
         name = media_name(str(hashed.sha256[position]), data)
         target = folder / store.MEDIA_DIR / name
         if not target.exists():
-            store.atomic_write(target, functools.partial(_write_bytes, data=data))
+            atomic_write(target, data)
         paths[position] = str(target)
     cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]
@@ -360,7 +360,3 @@ def _bar(total: int, description: str, unit: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True)
-
-
-def _write_bytes(tmp: Path, *, data: bytes) -> None:
-    tmp.write_bytes(data)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import building, projection, search, store, thumbnails
+from mclip_explorer._files import is_writable_folder
+from mclip_explorer.collection import _commit, building, projection, search, store, thumbnails
 from mclip_explorer.collection._loading import check_model, load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.sources import read_source, text_items
@@ -55,6 +56,7 @@ class Collection:
         self._device = device
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
         self._hits: dict[str, search.HitColumns] = {}  # kind -> columns of hits; likewise
+        self.read_only = False  # set by open(); a read-only collection is never written to
 
     # ------------------------------------------------------------------------ construction
     @classmethod
@@ -108,14 +110,17 @@ class Collection:
 
     @classmethod
     def open(cls, path: str | Path, *, model: str | Encoder | None = None,
-             device: str | None = None) -> Collection:
-        """Open a collection folder; nothing in it is executed or unpickled.
+             device: str | None = None, read_only: bool | None = None) -> Collection:
+        """Open a collection folder; nothing in it is executed or unpickled, nothing written.
 
         Args:
             path: The collection folder.
             model: ``None`` loads the collection's own model on the first text/image query;
                 a name or Encoder is loaded now and must match the collection's fingerprint.
             device: Device for the model.
+            read_only: Never write to the folder (thumbnails go to the user's cache folder;
+                ``add``/``remove`` refuse). ``None`` (default): read-only when the folder cannot
+                be written (permissions, a read-only mount), decided without writing.
 
         Raises:
             CollectionError: Missing, damaged or incompatible collection.
@@ -128,8 +133,9 @@ class Collection:
             # A writer may have switched generations (and deleted the old files) between our
             # reading the manifest and the files: that is a retry, not damage.
             coll = cls._load(folder, device)
+        coll.read_only = not is_writable_folder(folder) if read_only is None else read_only
         if model is not None:
-            coll._encoder = coll._checked(load_encoder(model, device))
+            coll._encoder = check_model(load_encoder(model, device), coll.manifest, folder)
         return coll
 
     @classmethod
@@ -153,7 +159,8 @@ class Collection:
     def encoder(self) -> Encoder:
         """The collection's encoder, loaded (and fingerprint-checked) on first use."""
         if self._encoder is None:
-            self._encoder = self._checked(load_encoder(self.model_name, self._device))
+            encoder = load_encoder(self.model_name, self._device)
+            self._encoder = check_model(encoder, self.manifest, self.path)
         return self._encoder
 
     @property
@@ -208,9 +215,7 @@ class Collection:
         queries = list(query) if batch else [query]
         if not queries:
             raise ValueError("empty list of queries")
-        kinds = [search.classify(q) for q in queries]
-        vectors = search.encode_queries(queries, kinds, encoder=lambda: self.encoder,
-                                        vector_of_id=self._vector_of_id, dim=self.dim)
+        vectors = self.encode_query(queries)
         allowed = None
         if where is not None:
             live = self._live_ids(kind)
@@ -219,8 +224,7 @@ class Collection:
         # graph search (see VectorIndex.query).
         ids, scores = index.query(vectors, k, ef=ef, allowed_ids=allowed,
                                   vectors_by_id=self._embeddings)
-        labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
-                                                                       strict=True))]
+        labels = [search.label(q, search.classify(q), i) for i, q in enumerate(queries)]
         if kind not in self._hits:
             self._hits[kind] = search.HitColumns(self._items, kind)
         return search.result_frame(self._hits[kind], self._coords, ids, scores,
@@ -230,7 +234,8 @@ class Collection:
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
         """Array form of :meth:`search` for many vectors: ``(ids, scores)``, each ``(n, k)``.
 
-        Rows are normalised first; missing hits are padded with id -1 and score NaN.
+        Rows are normalised first; ``k`` is clamped to the live item count (before anything is
+        allocated); missing hits are padded with id -1 and score NaN.
         """
         vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         return self._index(kind).query(vectors, k, ef=ef)
@@ -337,10 +342,13 @@ class Collection:
 
     def _commit(self, roles: set[str]) -> None:
         """Write the changed roles as a new generation and switch the manifest to it."""
+        if self.read_only:
+            raise CollectionError(f"collection {self.path} is read-only (opened with "
+                                  "read_only=True, or the folder cannot be written)")
         self._live.clear()
         self._hits.clear()
         try:
-            self._embeddings = store.write_generation(
+            self._embeddings = _commit.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
         except BaseException:
@@ -374,19 +382,11 @@ class Collection:
         return VectorIndex(self.dim)
 
     def _vector_of_id(self, item_id: int) -> np.ndarray:
-        if not 0 <= item_id < len(self._items):
-            raise KeyError(f"no item with id {item_id} (collection has {len(self._items)} items)")
-        row = self._items.iloc[item_id]
-        if row["deleted"] or isinstance(row["error"], str):
-            raise ValueError(f"item {item_id} has no embedding (removed or failed)")
-        return np.asarray(self._embeddings[item_id], dtype=np.float32)
+        return search.vector_of_id(self._items, self._embeddings, item_id)
 
     def _cache(self) -> building.EmbeddingCache:
         return building.EmbeddingCache(self.path / store.CACHE_DIR, self.manifest["model"][
             "fingerprint"], self.dim)
-
-    def _checked(self, encoder: Encoder) -> Encoder:
-        return check_model(encoder, self.manifest, self.path)
 
     def __repr__(self) -> str:
         counts = self.manifest["counts"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mclip_explorer._files import ByPath, FileRecord, atomic_write
 from mclip_explorer.collection import _hnsw_data, _hnsw_file, _hnsw_filter, _index_checks
 from mclip_explorer.collection._index_checks import as_ids, auto_ef, check_k
 from mclip_explorer.errors import CollectionError
@@ -219,11 +220,13 @@ class VectorIndex:
                 for exact search over a selective filter.
 
         Returns:
-            ``(ids, scores)``: int64 ``(n, k)`` and float32 ``(n, k)`` cosine similarities,
-            best first; rows are padded with id -1 and score NaN when fewer than ``k`` match.
+            ``(ids, scores)``: int64 ``(n, k')`` and float32 ``(n, k')`` cosine similarities,
+            best first, where ``k' = min(k, live items)`` (at least 1); rows are padded with
+            id -1 and score NaN when fewer than ``k'`` match.
         """
         vectors = self._check_vectors(vectors, "query vectors")
-        k = check_k(k)
+        # Clamped before anything is allocated: k=10**9 on 24 items must not cost 8 GB.
+        k = min(check_k(k), max(len(self), 1))
         ef = self.search_ef if ef is None else check_k(ef, "ef")
         n = len(vectors)
         out_ids = np.full((n, k), -1, dtype=np.int64)
@@ -264,27 +267,10 @@ class VectorIndex:
             except RuntimeError:
                 # hnswlib refuses the whole batch when any row reaches fewer than k items (a
                 # sparse graph, many deletions, k close to the item count): go row by row.
-                return self._knn_rows(vectors, k)
+                return _hnsw_data.knn_rows(self._index, vectors, k, len(self))
         finally:
             self._index.set_ef(self.search_ef)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
-
-    def _knn_rows(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Slow path of :meth:`_knn`: widest search per row, shrinking k until hnswlib answers."""
-        labels = np.full((len(vectors), k), -1, dtype=np.int64)
-        sims = np.full((len(vectors), k), np.nan, dtype=np.float32)
-        self._index.set_ef(max(len(self), k))
-        for row, vector in enumerate(vectors):
-            kk = k
-            while kk:
-                try:
-                    got, dist = self._index.knn_query(vector, k=kk, num_threads=1)
-                except RuntimeError:
-                    kk = kk - 1 if kk < 8 else kk * 3 // 4
-                    continue
-                labels[row, :kk], sims[row, :kk] = got[0], 1.0 - dist[0]
-                break
-        return labels, sims
 
     def _overfetch(self, vectors: np.ndarray, k: int, ef: int, allowed: np.ndarray,
                    out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,12 +292,13 @@ class VectorIndex:
 
         Returns:
             ``(ids, sims)``: int64 ``(N, k)`` neighbour ids and float32 ``(N, k)`` similarities,
-            rows in the order of :attr:`ids`; padded with -1 / NaN when ``k > N``.
+            rows in the order of :attr:`ids`; ``k`` is clamped to ``N``.
         """
         k = check_k(k)
         with self._lock:
             live = self.ids
             n = len(live)
+            k = min(k, max(n, 1))  # before allocating (n, k)
             out_ids = np.full((n, k), -1, dtype=np.int64)
             out_sims = np.full((n, k), np.nan, dtype=np.float32)
             kk = min(k + 1, n)  # one extra: the item itself may come back anywhere or not at all
@@ -363,16 +350,23 @@ class VectorIndex:
         return hits / (len(vectors) * kk)
 
     # ------------------------------------------------------------------------------- files
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index file atomically (temporary file in the same folder, then rename)."""
-        def write(tmp: str) -> None:
-            with self._lock:
-                self._index.save_index(tmp)
+    def save(self, path: str | os.PathLike[str]) -> FileRecord:
+        """Write the index file atomically, and only once it is checked complete.
 
-        _hnsw_file.save_atomic(Path(path), write)
+        Returns:
+            The written file's name, size and checksum.
+        """
+        with self._lock:
+            count = len(self._labels)
+
+            def check(tmp: Path) -> None:
+                _hnsw_file.check_complete(tmp, dim=self.dim, m=self.M, count=count)
+
+            return atomic_write(path, ByPath(lambda tmp: self._index.save_index(str(tmp)), check))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], params: dict[str, Any]) -> VectorIndex:
+    def load(cls, path: str | os.PathLike[str], params: dict[str, Any], *,
+             field: str = "index") -> VectorIndex:
         """Open an index file written by :meth:`save`, checked against its manifest ``params``.
 
         Raises:
@@ -382,7 +376,7 @@ class VectorIndex:
         dim, m, ef_c, ef, count = _hnsw_file.read_params(params, SPACE)
         if not path.is_file():
             raise CollectionError(f"index file is missing: {path}")
-        labels, dead = _hnsw_file.read_layout(path, dim=dim, m=m, count=count)
+        labels, dead = _hnsw_file.read_layout(path, dim=dim, m=m, count=count, field=field)
         self = cls(dim, M=m, ef_construction=ef_c, ef=ef,
                    random_seed=int(params.get("random_seed", 100)))
         index = _hnsw_file.load_hnsw(path, space=SPACE, dim=dim, count=count)
@@ -390,8 +384,8 @@ class VectorIndex:
         self._index, self._labels, self._dead = index, labels[order], dead[order]
         index.set_ef(self.search_ef)
         if "live" in params and int(params["live"]) != len(self):
-            raise CollectionError(f"index file {path} holds {len(self)} live items, the manifest "
-                                  f"says {params['live']}")
+            raise CollectionError(f"index file {path} holds {len(self)} live items, the "
+                                  f"manifest's field '{field}.live' says {params['live']}")
         return self
 
     def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from mclip_explorer.collection import columns
 from mclip_explorer.images import is_image_path
-from mclip_explorer.models.base import normalize
+from mclip_explorer.models.base import check_unicode, normalize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,6 +80,8 @@ def encode_queries(
     texts = [i for i, kind in enumerate(kinds) if kind == "text"]
     images = [i for i, kind in enumerate(kinds) if kind == "image"]
     if texts:
+        for i in texts:
+            check_unicode(queries[i], "the query" if len(queries) == 1 else f"query {i}")
         out[texts] = encoder().encode_text([queries[i] for i in texts])
     if images:
         inputs = [str(Path(queries[i]).expanduser()) if isinstance(queries[i], (str, Path))
@@ -96,6 +98,21 @@ def encode_queries(
                 raise ValueError("query vector must be finite and non-zero")
             out[i] = normalize(vector[None, :])[0]
     return out
+
+
+def vector_of_id(items: pd.DataFrame, embeddings: np.ndarray, item_id: int) -> np.ndarray:
+    """The stored embedding of item ``item_id`` as float32 (an id query).
+
+    Raises:
+        KeyError: No such item.
+        ValueError: The item was removed or failed to encode, so it has no embedding.
+    """
+    if not 0 <= item_id < len(items):
+        raise KeyError(f"no item with id {item_id} (collection has {len(items)} items)")
+    row = items.iloc[item_id]
+    if row["deleted"] or isinstance(row["error"], str):
+        raise ValueError(f"item {item_id} has no embedding (removed or failed)")
+    return np.asarray(embeddings[item_id], dtype=np.float32)
 
 
 def where_mask(items: pd.DataFrame, where: Any) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Sources a collection is built from.
 
-Folders, globs, lists and frames live in ``local``; sharded datasets for the engines come next.
+Folders, globs, lists and frames live in ``local``; sharded datasets for scale sit beside it.
 """
 
 from __future__ import annotations
