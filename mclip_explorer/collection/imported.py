@@ -62,9 +62,11 @@ def from_embeddings(cls: type[Collection], source: Any, *, model: str | Encoder,
         raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
     store.prepare_out(out, create=False)
     data = read_embeddings(source, column=column)
+    what = str(source) if isinstance(source, (str, Path)) else type(source).__name__
+    if isinstance(model, str):  # a registry model fails here, before its weights load
+        check_pairing(model, _registry_dim(model), data.dim, vectors_model, what)
     encoder = load_encoder(model, device)
-    check_pairing(encoder, data.dim, vectors_model, str(source) if isinstance(
-        source, (str, Path)) else type(source).__name__)
+    check_pairing(encoder.name, encoder.dim, data.dim, vectors_model, what)
     folder = store.prepare_out(out)
     frame, vectors = items_of(data, texts=texts)
     record = {"made_by": vectors_model or "not given", "queries_by": encoder.name,
@@ -75,24 +77,39 @@ def from_embeddings(cls: type[Collection], source: Any, *, model: str | Encoder,
                          map_method=map_method, progress=progress, extra={"vectors": record})
 
 
-def check_pairing(encoder: Encoder, dim: int, vectors_model: str | None, what: str) -> None:
+def check_pairing(model: str, model_dim: int | None, dim: int, vectors_model: str | None,
+                  what: str) -> None:
     """Refuse a query model that cannot answer in the space of the vectors.
+
+    Args:
+        model: Name of the query model.
+        model_dim: Its embedding size (None: unknown yet, not checked).
+        dim: Size of the imported vectors.
+        vectors_model: What made the vectors, if given.
+        what: The source, for the message.
 
     Raises:
         ModelMismatchError: Another size, or another image tower than ``vectors_model``.
     """
-    if encoder.dim != dim:
-        made = f" (made by {vectors_model})" if vectors_model else ""
+    made = f" made by {vectors_model!r}" if vectors_model else ""
+    if model_dim is not None and model_dim != dim:
         raise ModelMismatchError(
-            f"{what} holds {dim}-d embeddings{made}, but model {encoder.name!r} answers queries "
-            f"with {encoder.dim}-d vectors; pick the model whose text tower was trained against "
-            "the image tower that made them")
-    if vectors_model is None or _same_tower(encoder.name, vectors_model):
+            f"{what} holds {dim}-d embeddings{made}, but model {model!r} answers queries with "
+            f"{model_dim}-d vectors; pick the model whose text tower was trained against the "
+            "image tower that made them")
+    if vectors_model is None or _same_tower(model, vectors_model):
         return
     raise ModelMismatchError(
-        f"{what} was made by {vectors_model!r}, but model {encoder.name!r} pairs its text "
-        f"tower with {_tower(encoder.name) or 'another image tower'}; its queries would not "
-        "land in the space of these vectors")
+        f"{what} holds embeddings{made}, but model {model!r} pairs its text tower with "
+        f"{_tower(model) or 'another image tower'}; its queries would not land in the space "
+        "of these vectors")
+
+
+def _registry_dim(name: str) -> int | None:
+    from mclip_explorer.models.registry import REGISTRY
+
+    spec = REGISTRY.get(name)
+    return None if spec is None else spec.dim
 
 
 def _tower(name: str) -> str | None:
@@ -147,6 +164,10 @@ def items_of(data: Embeddings, *, texts: bool) -> tuple[pd.DataFrame, np.ndarray
         columns={c: f"{c}_source" for c in meta.columns if c in RESERVED})
     if path_column == "path":
         rest = rest.rename(columns={"path_source": "image_path"})
+    for name in rest.columns:  # integers stay integers beside the text rows' missing values
+        if pd.api.types.is_integer_dtype(rest[name]) and not pd.api.types.is_bool_dtype(
+                rest[name]):
+            rest[name] = rest[name].astype("Int64")
     frame = pd.concat([frame, rest.reset_index(drop=True)], axis=1)
     parts, vectors = [frame], [images]
     if texts and data.texts is not None and text_column is not None:

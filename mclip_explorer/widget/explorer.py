@@ -32,6 +32,7 @@ from mclip_explorer.widget.codecs import (
     text_field,
     to_buffer,
 )
+from mclip_explorer.widget.static_image import with_static_map
 from mclip_explorer.widget.views import AnalysisViews
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
@@ -128,6 +129,10 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         )
         self._recolour(chosen)
         self.on_msg(self._on_msg)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The live widget, plus a PNG of the map for saved notebooks (see static_image)."""
+        return with_static_map(super()._repr_mimebundle_(**kwargs), self)
 
     # ------------------------------------------------------------------------ Python API
     def highlight(self, ids: Any) -> None:
