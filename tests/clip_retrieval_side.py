@@ -59,7 +59,7 @@ def index(emb_folder: str, index_folder: str, queries: str, k: str) -> None:
     found = {}
     for kind in ("image", "text"):
         idx = faiss.read_index(f"{index_folder}/{kind}.index")
-        scores, ids = idx.search(np.load(queries).astype(np.float32), int(k))
+        _, ids = idx.search(np.load(queries).astype(np.float32), int(k))
         found[kind] = ids.tolist()
     reader = EmbeddingReader(f"{emb_folder}/img_emb", file_format="parquet_npy",
                              metadata_folder=f"{emb_folder}/metadata",
@@ -69,8 +69,9 @@ def index(emb_folder: str, index_folder: str, queries: str, k: str) -> None:
         embs.append(emb)
         metas.append(meta)
     meta = metas[0] if len(metas) == 1 else __import__("pandas").concat(metas)
+    first = sorted(Path(emb_folder, "img_emb").glob("*.npy"))[0]
     print(json.dumps({"ids": found, "count": int(reader.count), "dim": int(reader.dimension),
-                      "dtype": str(np.load(sorted(Path(emb_folder, "img_emb").glob("*.npy"))[0]).dtype),
+                      "dtype": str(np.load(first).dtype),
                       "image_path": meta["image_path"].tolist(),
                       "caption": meta["caption"].tolist()}))
 

@@ -193,12 +193,12 @@ def test_missing_metadata_and_row_mismatch_are_named(tmp_path):
     rng = np.random.default_rng(4)
     (tmp_path / "e" / "img_emb").mkdir(parents=True)
     np.save(tmp_path / "e" / "img_emb" / "img_emb_0.npy", unit(rng, 5).astype(np.float16))
-    with pytest.raises(SourceError, match="metadata_<N>.parquet"):
+    with pytest.raises(SourceError, match=r"metadata_<N>\.parquet"):
         Collection.from_embeddings(tmp_path / "e", model="toy", out=tmp_path / "c")
     (tmp_path / "e" / "metadata").mkdir()
     pd.DataFrame({"image_path": ["a"] * 4}).to_parquet(
         tmp_path / "e" / "metadata" / "metadata_0.parquet")
-    with pytest.raises(SourceError, match="5 rows but metadata_0.parquet has 4"):
+    with pytest.raises(SourceError, match=r"5 rows but metadata_0\.parquet has 4"):
         Collection.from_embeddings(tmp_path / "e", model="toy", out=tmp_path / "c")
 
 

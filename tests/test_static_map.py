@@ -1,4 +1,4 @@
-"""The map as a static picture: drawn kernel-side, and shown by a saved notebook exported offline."""
+"""The map as a static picture: drawn kernel-side, shown by a saved notebook exported offline."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from mclip_explorer.collection import store
 from mclip_explorer.collection._loading import load_encoder
 from mclip_explorer.collection.sources.local import RESERVED
 from mclip_explorer.errors import ModelMismatchError
-from mclip_explorer.interop.embeddings import Embeddings, read_embeddings
+from mclip_explorer.interop.embeddings import Embeddings
+from mclip_explorer.interop.sources import read_embeddings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +30,7 @@ CHUNK = 65536  # rows normalised at a time: float32 copies stay small at any N
 PATH_COLUMNS = ("image_path", "path", "filepath", "file_path")
 TEXT_COLUMNS = ("caption", "text", "TEXT")
 URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "hf://")
+_BAD_VECTOR = "no usable embedding (NaN, infinite or zero vector)"
 
 
 def from_embeddings(cls: type[Collection], source: Any, *, model: str | Encoder, out: str | Path,
@@ -158,7 +160,7 @@ def items_of(data: Embeddings, *, texts: bool) -> tuple[pd.DataFrame, np.ndarray
         "path": [_local_file(v, data.root) for v in meta[path_column]] if path_column
         else [None] * n,
         "text": captions,
-        "error": np.where(bad, "no usable embedding (NaN, infinite or zero vector)", None),
+        "error": [_BAD_VECTOR if b else None for b in bad],
     })
     rest = meta.drop(columns=[c for c in (text_column,) if c]).rename(
         columns={c: f"{c}_source" for c in meta.columns if c in RESERVED})

@@ -20,7 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
 X, Y, NEIGHBORS, TEXT, IMAGE = "projection_x", "projection_y", "neighbors", "text", "image"
 
@@ -75,6 +75,6 @@ def _column(series: pd.Series) -> Any:
 
 def write_table(path: Path, table: pa.Table) -> None:
     """Write the table as one parquet file at ``path`` (the caller makes it atomic)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     pq.write_table(table, path)

@@ -2,15 +2,16 @@
 
 Accepted here: a parquet file with an embedding column, a pandas DataFrame with one, a ``.npy``
 file with a parquet of the same stem beside it (or a ``(npy, parquet)`` pair), and a folder of
-such pairs. clip-retrieval's folders are read by :mod:`.clip_retrieval`; :func:`read_embeddings`
-picks the reader. Nothing is unpickled: arrays load with ``allow_pickle=False``.
+such pairs. clip-retrieval's folders are read by :mod:`.clip_retrieval`;
+:func:`mclip_explorer.interop.sources.read_embeddings` picks the reader. Nothing is unpickled:
+arrays load with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -75,56 +76,15 @@ class Embeddings:
         return self
 
 
-def read_embeddings(source: Any, *, column: str | None = None) -> Embeddings:
-    """Read any accepted source of precomputed embeddings (see the module docstring).
-
-    Args:
-        source: A clip-retrieval (or LAION) embedding folder, a folder of ``.npy`` + parquet
-            pairs, a ``.parquet`` or ``.npy`` file, a ``(npy, parquet)`` pair, or a DataFrame.
-        column: The embedding column of a parquet file or DataFrame (default: the first of
-            :data:`EMBEDDING_COLUMNS` present).
-
-    Raises:
-        SourceError: The source is missing, of an unknown kind, or malformed.
-    """
-    import pandas as pd
-
-    from mclip_explorer.interop import clip_retrieval
-
-    if isinstance(source, pd.DataFrame):
-        return frame_embeddings(source, column, what="DataFrame")
-    if isinstance(source, (tuple, list)) and len(source) == 2:
-        npy, parquet = (Path(p).expanduser() for p in source)
-        return _pairs([(npy, parquet)], "npy+parquet", npy.parent)
-    if not isinstance(source, (str, Path)):
-        raise SourceError(f"cannot read embeddings from a {type(source).__name__}: give a "
-                          "folder, a .parquet or .npy file, an (npy, parquet) pair or a DataFrame")
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise SourceError(f"embeddings source not found: {path}")
-    if path.is_dir():
-        if clip_retrieval.is_folder(path):
-            return clip_retrieval.read_folder(path)
-        pairs = [(npy, npy.with_suffix(".parquet")) for npy in sorted(path.glob("*.npy"))]
-        if not pairs:
-            raise SourceError(f"{path} is neither a clip-retrieval embedding folder (img_emb/, "
-                              "metadata/) nor a folder of .npy + .parquet pairs")
-        return _pairs(pairs, "npy+parquet", path)
-    if path.suffix == ".parquet":
-        return parquet_embeddings(path, column)
-    if path.suffix == ".npy":
-        return _pairs([(path, path.with_suffix(".parquet"))], "npy+parquet", path.parent)
-    raise SourceError(f"unsupported embeddings file {path}: expected .parquet or .npy")
-
-
 def load_matrix(path: Path) -> np.ndarray:
     """Memory-map one ``.npy`` matrix (never unpickling); a bad file is a SourceError."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        matrix: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise SourceError(f"embeddings file not found: {path}") from None
     except (ValueError, OSError, EOFError) as exc:
         raise SourceError(f"cannot read embeddings file {path}: {exc}") from None
+    return matrix
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -148,18 +108,19 @@ def concat(arrays: list[np.ndarray], what: str) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _pairs(pairs: list[tuple[Path, Path]], fmt: str, root: Path) -> Embeddings:
+def pairs(files: list[tuple[Path, Path]], fmt: str, root: Path) -> Embeddings:
+    """``.npy`` matrices with their parquet metadata (absent: no columns), in the given order."""
     import pandas as pd
 
     matrices, tables = [], []
-    for npy, parquet in pairs:
+    for npy, parquet in files:
         matrix = load_matrix(npy)
         matrices.append(matrix)
         tables.append(read_table(parquet) if parquet.exists()
                       else pd.DataFrame(index=range(len(matrix))))
     frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    files = [str(p) for pair in pairs for p in pair if p.exists()]
-    return Embeddings(concat(matrices, str(root)), frame, None, fmt, files, root).check(str(root))
+    names = [str(p) for pair in files for p in pair if p.exists()]
+    return Embeddings(concat(matrices, str(root)), frame, None, fmt, names, root).check(str(root))
 
 
 def parquet_embeddings(path: Path, column: str | None) -> Embeddings:

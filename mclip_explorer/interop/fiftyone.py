@@ -23,8 +23,8 @@ BRAIN_KEY = "mclip_map"
 
 def _modules() -> tuple[Any, Any]:
     try:
-        import fiftyone as fo
-        import fiftyone.brain as fob
+        import fiftyone as fo  # type: ignore[import-not-found]
+        import fiftyone.brain as fob  # type: ignore[import-not-found]
     except ImportError as exc:
         raise ImportError("the 'fiftyone' export needs FiftyOne: pip install "
                           "'mclip-explorer[fiftyone]'") from exc
