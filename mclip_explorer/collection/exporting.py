@@ -91,16 +91,16 @@ def _atlas(coll: Collection, dest: Path, *, neighbors: int = NEIGHBORS,
     nb_rows = np.full((len(ids), neighbors), -1, dtype=np.int64)
     nb_dist = np.full((len(ids), neighbors), np.nan, dtype=np.float32)
     for kind in ("image", "text"):
-        kind_ids, vectors = coll.vectors(kind)
-        on_map = row_of[kind_ids] >= 0
-        if on_map.any():
-            sel = row_of[kind_ids[on_map]]
-            found, scores = coll.neighbours(vectors[on_map], neighbors + 1, kind=kind)
-            for out_row, hits, sims in zip(sel, found, scores, strict=True):
-                keep = (hits >= 0) & (hits != ids[out_row])
-                hits, sims = hits[keep][:neighbors], sims[keep][:neighbors]
-                nb_rows[out_row, :len(hits)] = row_of[hits]
-                nb_dist[out_row, :len(hits)] = 1.0 - sims
+        if kind not in coll._indexes:
+            continue
+        index = coll._indexes[kind]
+        # The index's own neighbour sweep (as the map uses): column 0 is the item itself.
+        found, sims = index.knn_graph(neighbors + 1, vectors_by_id=coll._embeddings)
+        mine = row_of[index.ids]
+        keep = mine >= 0
+        hits = np.where(found[keep, 1:] >= 0, row_of[np.maximum(found[keep, 1:], 0)], -1)
+        nb_rows[mine[keep]] = hits
+        nb_dist[mine[keep]] = np.where(hits >= 0, 1.0 - sims[keep, 1:], np.nan)
     frame = _metadata(rows)
     frame.insert(0, "id", rows["id"].to_numpy())
     frame.insert(1, "kind", rows["kind"].to_numpy())

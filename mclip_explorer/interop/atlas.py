@@ -50,17 +50,23 @@ def atlas_table(frame: pd.DataFrame, coords: np.ndarray, neighbor_rows: np.ndarr
             columns[name] = _column(frame[name])
     columns[X] = pa.array(coords[:, 0].astype(np.float32))
     columns[Y] = pa.array(coords[:, 1].astype(np.float32))
-    keep = neighbor_rows >= 0
-    columns[NEIGHBORS] = pa.array(
-        [{"ids": r[k].tolist(), "distances": d[k].tolist()}
-         for r, d, k in zip(neighbor_rows.astype(np.int64), neighbor_distances.astype(np.float32),
-                            keep, strict=True)],
-        type=pa.struct([("ids", pa.list_(pa.int64())), ("distances", pa.list_(pa.float32()))]))
+    columns[NEIGHBORS] = neighbor_lists(neighbor_rows, neighbor_distances)
     if images is not None:
         columns[IMAGE] = pa.array(
             [None if b is None else {"bytes": b, "path": None} for b in images],
             type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
     return pa.table(columns)
+
+
+def neighbor_lists(rows: np.ndarray, distances: np.ndarray) -> pa.StructArray:
+    """``{"ids", "distances"}`` lists per row, built column-wise (no Python loop per row)."""
+    import pyarrow as pa
+
+    keep = rows >= 0  # missing neighbours (-1) are left out of that row's lists
+    offsets = pa.array(np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32))
+    ids = pa.ListArray.from_arrays(offsets, pa.array(rows[keep].astype(np.int64)))
+    dist = pa.ListArray.from_arrays(offsets, pa.array(distances[keep].astype(np.float32)))
+    return pa.StructArray.from_arrays([ids, dist], names=["ids", "distances"])
 
 
 def _column(series: pd.Series) -> Any:
