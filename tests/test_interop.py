@@ -312,15 +312,21 @@ def test_export_embedding_atlas_schema_neighbours_and_images(imported, tmp_path)
     assert pa.types.is_string(text_type) or pa.types.is_large_string(text_type)
     frame = table.to_pandas()
     assert len(frame) == 2 * N  # images and caption texts, all on the map
-    ids, vectors = imported.vectors("image")
+    # Embedding Atlas stacks the lists into one matrix: every row has the same count.
+    assert {len(nb["ids"]) for nb in frame["neighbors"]} == {5}
+    image_ids, image_vectors = imported.vectors("image")
+    text_ids, text_vectors = imported.vectors("text")
+    all_ids = np.concatenate([image_ids, text_ids])
+    vectors = np.concatenate([image_vectors, text_vectors])
     exported = frame["id"].to_numpy()
-    for row in (0, 7, 100):  # an image row's neighbours: the exact nearest other images
+    assert sorted(exported.tolist()) == sorted(all_ids.tolist())
+    for row in (0, 7, 100, N + 3):  # the exact nearest other items, images or texts
         item = int(exported[row])
-        sims = vectors @ vectors[item]
-        sims[item] = -2
+        sims = vectors @ vectors[all_ids == item][0]
+        sims[all_ids == item] = -2
         best = np.argsort(-sims)[:5]
         nb = frame["neighbors"].iloc[row]
-        assert exported[np.asarray(nb["ids"])].tolist() == ids[best].tolist()
+        assert exported[np.asarray(nb["ids"])].tolist() == all_ids[best].tolist()
         np.testing.assert_allclose(nb["distances"], 1 - sims[best], atol=1e-4)
     images = frame["image"]
     assert images.iloc[0]["bytes"][:3] == b"\xff\xd8\xff"  # a JPEG of the local picture

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("clip-retrieval", "embedding-atlas", "fiftyone", "html")
 NEIGHBORS = 15  # Embedding Atlas computes 15 neighbours itself (umap's default)
+_CHUNK = 65536  # rows of vectors queried at a time: float32 copies stay small
 # Collection bookkeeping that means nothing to another tool.
 _INTERNAL = ("kind", "path", "text", "bytes", "width", "height", "sha256", "error", "deleted",
              "image_id")
@@ -88,19 +89,7 @@ def _atlas(coll: Collection, dest: Path, *, neighbors: int = NEIGHBORS,
     rows = items.iloc[ids].reset_index(drop=True)
     row_of = np.full(len(items), -1, dtype=np.int64)
     row_of[ids] = np.arange(len(ids))
-    nb_rows = np.full((len(ids), neighbors), -1, dtype=np.int64)
-    nb_dist = np.full((len(ids), neighbors), np.nan, dtype=np.float32)
-    for kind in ("image", "text"):
-        if kind not in coll._indexes:
-            continue
-        index = coll._indexes[kind]
-        # The index's own neighbour sweep (as the map uses): column 0 is the item itself.
-        found, sims = index.knn_graph(neighbors + 1, vectors_by_id=coll._embeddings)
-        mine = row_of[index.ids]
-        keep = mine >= 0
-        hits = np.where(found[keep, 1:] >= 0, row_of[np.maximum(found[keep, 1:], 0)], -1)
-        nb_rows[mine[keep]] = hits
-        nb_dist[mine[keep]] = np.where(hits >= 0, 1.0 - sims[keep, 1:], np.nan)
+    nb_rows, nb_dist = _neighbour_rows(coll, ids, row_of, min(neighbors, len(ids) - 1))
     frame = _metadata(rows)
     frame.insert(0, "id", rows["id"].to_numpy())
     frame.insert(1, "kind", rows["kind"].to_numpy())
@@ -109,6 +98,35 @@ def _atlas(coll: Collection, dest: Path, *, neighbors: int = NEIGHBORS,
     table = atlas.atlas_table(frame, coll.coords[ids], nb_rows, nb_dist, images)
     store.atomic_write(dest, lambda tmp: atlas.write_table(tmp, table))
     return dest
+
+
+def _neighbour_rows(coll: Collection, ids: np.ndarray, row_of: np.ndarray,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other exported rows of each exported item, over images and texts.
+
+    Embedding Atlas needs the same number of neighbours on every row, so the lists are merged
+    across both indexes (a caption's nearest items may be images) rather than kept per kind.
+    """
+    rows = np.full((len(ids), max(k, 0)), -1, dtype=np.int64)
+    dist = np.full(rows.shape, np.nan, dtype=np.float32)
+    kinds = [kind for kind in ("image", "text") if kind in coll._indexes]
+    if k < 1 or not kinds:
+        return rows, dist
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        vectors = coll._embeddings[chunk]
+        found = [coll.neighbours(vectors, k + 1, kind=kind) for kind in kinds]
+        hits = np.concatenate([f[0] for f in found], axis=1)
+        sims = np.concatenate([f[1] for f in found], axis=1)
+        hit_rows = np.where(hits >= 0, row_of[np.maximum(hits, 0)], -1)
+        bad = (hit_rows < 0) | (hits == chunk[:, None]) | ~np.isfinite(sims)
+        order = np.argsort(np.where(bad, np.inf, -sims), axis=1, kind="stable")[:, :k]
+        picked = np.take_along_axis(hit_rows, order, axis=1)
+        ok = ~np.take_along_axis(bad, order, axis=1)
+        rows[start:start + len(chunk)] = np.where(ok, picked, -1)
+        dist[start:start + len(chunk)] = np.where(
+            ok, 1.0 - np.take_along_axis(sims, order, axis=1), np.nan)
+    return rows, dist
 
 
 def _html(coll: Collection, dest: Path, *, thumb_size: int = 64, title: str | None = None) -> Path:
