@@ -160,6 +160,23 @@ def test_unpadded_names_follow_clip_retrievals_name_order(tmp_path):
     assert (coll.items["kind"] == "image").all()  # no text_emb: no text items
 
 
+def test_metadata_padded_differently_is_matched_by_partition_number(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 33)
+    meta = pd.DataFrame({"image_path": [f"k{i}" for i in range(33)]})
+    names, sizes = ["0", "1", "10"], [10, 11, 12]
+    write_clip_retrieval(tmp_path / "e", vectors, meta, None, names, sizes)
+    for name in names:  # metadata_0000.parquet beside img_emb_0.npy, as some releases have it
+        old = tmp_path / "e" / "metadata" / f"metadata_{name}.parquet"
+        old.rename(old.with_name(f"metadata_{int(name):04d}.parquet"))
+    coll = Collection.from_embeddings(tmp_path / "e", model="toy", out=tmp_path / "c",
+                                      map_method="pca", progress=False)
+    # img_emb_0, img_emb_1, img_emb_10: rows 0-9, 10-20, 21-32 in that order, with their own rows
+    assert coll.items["image_path"].tolist() == meta["image_path"].tolist()
+    got = coll.vectors("image")[1]
+    np.testing.assert_allclose(got, vectors, atol=2e-3)
+
+
 def test_parquet_column_npy_pair_and_dataframe_sources(tmp_path, toy_encoder):
     rng = np.random.default_rng(3)
     vectors = unit(rng, 40).astype(np.float32)

@@ -10,7 +10,8 @@ Layout (clip-retrieval ``clip_inference/writer.py``)::
 id of a vector is its row in the concatenation of the files **sorted by name**, as
 ``clip back`` (``sorted(glob("*.parquet"))``) and autofaiss' embedding reader (``list.sort()`` of
 the paths) define it, so unpadded names (``_10`` before ``_2``) are read in that same order.
-``image_path`` is a file path, or the WebDataset ``__key__`` of the sample.
+``image_path`` is a file path, or the WebDataset ``__key__`` of the sample. LAION's released
+embedding folders use the same layout.
 """
 
 from __future__ import annotations
@@ -44,12 +45,18 @@ def partition_names(count: int) -> list[str]:
     return [str(i).zfill(width) for i in range(count)]
 
 
-def _suffixes(folder: Path, prefix: str, ext: str) -> dict[str, Path]:
-    found = {}
+def _suffixes(folder: Path, prefix: str, ext: str) -> dict[str | int, Path]:
+    """Files ``<prefix>_<N>.<ext>`` by partition number (``0``, ``00`` and ``0000`` are one)."""
+    found: dict[str | int, Path] = {}
     for path in folder.glob(f"{prefix}_*.{ext}"):
         match = _NAME.match(path.name)
         if match and match.group(1) == prefix:
-            found[match.group(2)] = path
+            suffix = match.group(2)
+            key: str | int = int(suffix) if suffix.isdigit() else suffix
+            if key in found:
+                raise SourceError(f"{folder}: {found[key].name} and {path.name} are the same "
+                                  "partition")
+            found[key] = path
     return found
 
 
@@ -68,6 +75,9 @@ def read_folder(folder: Path) -> Embeddings:
     metas = _suffixes(folder / META_DIR, "metadata", "parquet")
     texts = _suffixes(folder / TEXT_DIR, "text_emb", "npy")
     # Sorted by file name, exactly as clip-retrieval's readers order them (see module doc).
+    # Metadata and text files are matched by partition number, which is what clip-retrieval's
+    # pairing of the two sorted lists does when both are padded alike (LAION's releases pad the
+    # metadata names differently).
     order = sorted(images, key=lambda n: images[n].name)
     missing = [images[n].name for n in order if n not in metas]
     if missing:
