@@ -1,8 +1,9 @@
 """``Collection.export``: hand a collection to another tool (layouts in docs/interop.md).
 
 This module gathers plain arrays and tables from a collection and writes them through the format
-writers of :mod:`mclip_explorer.interop`; every output lands atomically: single files through
-:func:`store.atomic_write`, folders written beside the target and renamed into place.
+writers of :mod:`mclip_explorer.interop`; every output lands atomically: the writers write each
+file through :func:`mclip_explorer._files.atomic_write` (verified), and a folder is filled
+beside its target and renamed into place.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _atlas(coll: Collection, dest: Path, *, neighbors: int = NEIGHBORS,
     frame.insert(2, "text", _labels(rows))
     images = _thumbs(coll, rows, thumb_size, "JPEG") if thumb_size else None
     table = atlas.atlas_table(frame, coll.coords[ids], nb_rows, nb_dist, images)
-    store.atomic_write(dest, lambda tmp: atlas.write_table(tmp, table))
+    atlas.write_table(dest, table)
     return dest
 
 
@@ -138,7 +139,7 @@ def _html(coll: Collection, dest: Path, *, thumb_size: int = 64, title: str | No
     page = html.render(coll.coords[ids], rows["id"].tolist(), _labels(rows),
                        rows["kind"].tolist(), thumbs, title=title or coll.path.name,
                        subtitle=f"{len(rows)} items, model {coll.model_name}")
-    store.atomic_write(dest, lambda tmp: html.write(tmp, page))
+    html.write(dest, page)
     return dest
 
 
@@ -240,8 +241,9 @@ def _placeholder(coll: Collection) -> Path:
 
     target = coll.path / "thumbs" / "placeholder.png"
     if not target.is_file():
-        store.atomic_write(target, lambda tmp: Image.new("RGB", (64, 64), (200, 200, 200)).save(
-            tmp, format="PNG"))
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), (200, 200, 200)).save(buffer, format="PNG")
+        store.save_bytes(target, buffer.getvalue())
     return target
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -80,7 +82,7 @@ def _column(series: pd.Series) -> Any:
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    """Write the table as one parquet file at ``path`` (the caller makes it atomic)."""
+    """Write the table as one parquet file at ``path``, atomically and verified."""
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-    pq.write_table(table, path)
+    atomic_write(path, lambda handle: pq.write_table(table, handle))

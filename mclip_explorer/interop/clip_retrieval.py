@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
 from mclip_explorer.errors import SourceError
 from mclip_explorer.interop.embeddings import Embeddings, concat, load_matrix, read_table
 
@@ -112,7 +114,8 @@ def write_folder(folder: Path, images: np.ndarray, metadata: pd.DataFrame,
     """Write the layout into ``folder`` (which must exist and be empty).
 
     Args:
-        folder: Destination folder (the caller makes the write atomic by renaming it).
+        folder: Destination folder; each file is written atomically and verified (the caller
+            makes the whole folder appear at once by renaming it).
         images: ``(n, dim)`` unit image embeddings; written as float16.
         metadata: ``n`` rows; ``image_path`` and ``caption`` first when present.
         texts: Optional ``(n, dim)`` unit text embeddings aligned with ``images`` (float16).
@@ -133,11 +136,19 @@ def write_folder(folder: Path, images: np.ndarray, metadata: pd.DataFrame,
         if texts is not None:
             targets.append((folder / TEXT_DIR / f"text_emb_{name}.npy", texts[rows]))
         for path, block in targets:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, np.ascontiguousarray(block, dtype=np.float16), allow_pickle=False)
+            half = np.ascontiguousarray(block, dtype=np.float16)
+            atomic_write(path, partial(_save_npy, half))
             written.append(path)
         meta_path = folder / META_DIR / f"metadata_{name}.parquet"
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        metadata.iloc[rows].reset_index(drop=True).to_parquet(meta_path, index=False)
+        table = metadata.iloc[rows].reset_index(drop=True)
+        atomic_write(meta_path, partial(_save_parquet, table))
         written.append(meta_path)
     return written
+
+
+def _save_npy(array: np.ndarray, handle: IO[bytes]) -> None:
+    np.save(handle, array, allow_pickle=False)
+
+
+def _save_parquet(table: pd.DataFrame, handle: IO[bytes]) -> None:
+    table.to_parquet(handle, index=False)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
+
 _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         "script-src 'unsafe-inline'")
 _ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "/": "\\/", "\u2028": "\\u2028",
@@ -64,8 +66,8 @@ def render(coords: np.ndarray, ids: Sequence[int], texts: Sequence[str], kinds: 
 
 
 def write(path: Path, page: str) -> None:
-    """Write the page (the caller makes the write atomic)."""
-    path.write_text(page, encoding="utf-8")
+    """Write the page as UTF-8, atomically and verified."""
+    atomic_write(path, page.encode("utf-8"))
 
 
 _PAGE = """<!DOCTYPE html>
