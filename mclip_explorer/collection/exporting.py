@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer._files import fsync_folder
 from mclip_explorer.collection import store
 from mclip_explorer.collection.thumbnails import ThumbnailError
 from mclip_explorer.errors import CollectionError
@@ -259,6 +260,7 @@ def _write_folder(dest: Path, write: Callable[[Path], object]) -> Path:
         if dest.exists():
             dest.rmdir()
         tmp.replace(dest)
+        fsync_folder(dest.parent)  # the rename itself survives a crash
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
