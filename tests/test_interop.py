@@ -147,6 +147,21 @@ def test_local_paths_resolve_and_keys_or_urls_get_no_file(imported, crfolder):
         imported.thumbnail(1, 32)
 
 
+def test_file_urls_resolve_and_a_foreign_out_folder_is_refused(tmp_path):
+    picture = tmp_path / "a b.png"
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(picture)
+    frame = pd.DataFrame({"embedding": list(unit(np.random.default_rng(9), 3)),
+                          "image_path": [picture.as_uri(), "https://example.org/x.jpg", None]})
+    coll = Collection.from_embeddings(frame, model="toy", out=tmp_path / "c", map_method="pca",
+                                      progress=False)
+    assert coll.items["path"].tolist() == [str(picture), None, None]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(CollectionError, match="not empty and not a collection"):
+        Collection.from_embeddings(frame, model="toy", out=tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
 def test_unpadded_names_follow_clip_retrievals_name_order(tmp_path):
     rng = np.random.default_rng(1)
     vectors = unit(rng, 30)

@@ -204,6 +204,10 @@ def _local_file(value: Any, root: Path | None) -> str | None:
     """
     if not isinstance(value, str) or not value or value.startswith(URL_PREFIXES):
         return None
+    if value.startswith("file://"):  # a local URL is a path
+        from urllib.parse import unquote, urlparse
+
+        value = unquote(urlparse(value).path)
     candidate = Path(value).expanduser()
     tries = [candidate] if candidate.is_absolute() else (
         [root / candidate, root.parent / candidate] if root is not None else [])
