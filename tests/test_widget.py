@@ -299,5 +299,5 @@ def test_a_missing_bundle_says_how_to_build_it(
     import mclip_explorer.widget.explorer as widget_module
 
     monkeypatch.setattr(widget_module, "_BUNDLE", tmp_path / "widget.js")
-    with pytest.raises(FileNotFoundError, match="npm install && npm run build"):
+    with pytest.raises(FileNotFoundError, match="cd js && npm install && npm run build"):
         ExplorerWidget(coll)

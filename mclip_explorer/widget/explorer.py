@@ -93,7 +93,8 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         if not _BUNDLE.is_file():
             raise FileNotFoundError(
                 f"the widget's JavaScript bundle {_BUNDLE} is missing: install the package with "
-                "`pip install .` (it builds the bundle) or run `npm install && npm run build`")
+                "`pip install .` (it builds the bundle) or run "
+                "`cd js && npm install && npm run build`")
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         thumbnails.check_size(thumb_size)
