@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stored embedding precision")
     build.add_argument("--map", choices=("auto", "umap", "pca"), default="auto",
                        help="map layout: UMAP, PCA, or auto (PCA below 500 items; default)")
+    build.add_argument("--overwrite", action="store_true",
+                       help="replace a collection of other images at --out (the same images "
+                            "resume without it)")
     _quiet(build)
 
     add = commands.add_parser("add", help="encode and add new images to a collection")
@@ -124,7 +127,8 @@ def _build(args: argparse.Namespace) -> int:
     coll = Collection.build(source, model=args.model or DEFAULT_MODEL, out=args.out,
                             batch_size=args.batch_size, num_workers=args.workers,
                             device=args.device, progress=not args.quiet,
-                            precision=args.precision, map_method=args.map)
+                            precision=args.precision, map_method=args.map,
+                            overwrite=args.overwrite)
     counts = coll.manifest["counts"]
     print(f"built {coll.path}: {counts['live']} items searchable, {counts['failed']} failed "
           f"({coll.model_name})")
@@ -145,6 +149,8 @@ def _add(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from mclip_explorer.collection import Collection
 
+    if not args.query.strip():
+        raise ValueError("empty query: give a text in any language, or the path of an image file")
     coll = Collection.open(args.dir, device=args.device)
     hits = coll.search(args.query, k=args.k, kind=args.kind)
     if args.json:

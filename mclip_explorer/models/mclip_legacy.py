@@ -122,7 +122,7 @@ def load(
 
     if spec.head_file is None:
         raise ValueError(f"{spec.name} is not a legacy M-CLIP model (it has no head file)")
-    head_path = resolve_head(spec.head_file, head, weights_dir)
+    head_path = resolve_head(spec.head_file, head, weights_dir, spec.head_aliases)
     folder = resolve_repo(spec.text_repo, text, weights_dir)
     tokenizer, transformer = load_hf_text(folder, spec.text_repo)
     hidden = int(transformer.config.hidden_size)

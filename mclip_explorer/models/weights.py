@@ -42,11 +42,13 @@ def resolve_repo(
 
 
 def resolve_head(
-    head_file: str, override: str | Path | None = None, weights_dir: str | Path | None = None
+    head_file: str, override: str | Path | None = None, weights_dir: str | Path | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Path:
     """Find a legacy M-CLIP head: argument, ``$MCLIP_EXPLORER_HEAD``, then the weights folder.
 
     A ``.safetensors`` file next to the pickle (same stem) is preferred, as it needs no unpickling.
+    In the weights folder ``head_file`` is looked for first, then each of ``aliases``.
 
     Raises:
         WeightsNotFoundError: The head is nowhere; the message lists every place looked at.
@@ -60,8 +62,9 @@ def resolve_head(
     else:
         home = weights_home(weights_dir)
         if home is not None:
-            stem = Path(head_file).stem
-            candidates += [home / "heads" / f"{stem}.safetensors", home / "heads" / head_file]
+            for name in (head_file, *aliases):
+                stem = Path(name).stem
+                candidates += [home / "heads" / f"{stem}.safetensors", home / "heads" / name]
     for path in candidates:
         looked.append(str(path))
         if path.is_file():
