@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from mclip_explorer.errors import WeightsNotFoundError
+from mclip_explorer.errors import BadWeightsError, WeightsNotFoundError
 
 WEIGHTS_ENV = "MCLIP_EXPLORER_WEIGHTS"
 HEAD_ENV = "MCLIP_EXPLORER_HEAD"
+# Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
+OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot",
+                         "tf_model*", "flax_model*", "rust_model*"]
 
 
 def weights_home(weights_dir: str | Path | None = None) -> Path | None:
@@ -83,3 +87,45 @@ def hub_hint(repo_id: str) -> str:
         f"provide it. Download it once with network access, or put a copy at "
         f"${WEIGHTS_ENV}/{repo_id}, or pass its folder explicitly (text=..., image=...)."
     )
+
+
+def fetch_snapshot(repo_id: str, **patterns: Any) -> Path:
+    """The Hugging Face cache's folder of ``repo_id``, downloading what is missing.
+
+    Args:
+        repo_id: The hub id.
+        **patterns: ``allow_patterns`` / ``ignore_patterns`` for ``snapshot_download``.
+
+    Raises:
+        WeightsNotFoundError: Not in the cache and the hub cannot provide it (offline, unknown
+            repo, no access). Any other failure (a broken install, a damaged cached file) is
+            raised as itself, never blamed on the network.
+        BadWeightsError: A cached safetensors file is damaged.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, **patterns))
+    except OSError as exc:  # every hub and connection error of huggingface_hub is an OSError
+        raise WeightsNotFoundError(hub_hint(repo_id)) from exc
+    check_weight_files(folder, repo_id)
+    return folder
+
+
+def check_weight_files(folder: str | Path, repo_id: str) -> None:
+    """Read the header of every safetensors file in ``folder`` (a damaged file fails here).
+
+    Raises:
+        BadWeightsError: A file is truncated or not safetensors; the message names it.
+    """
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="numpy"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type
+            raise BadWeightsError(
+                f"damaged weights file {path} (of {repo_id!r}): {exc}. Delete it and download "
+                "it again (a partial download or a full disk leaves such files)."
+            ) from None

@@ -32,6 +32,7 @@ from mclip_explorer.widget.codecs import (
     text_field,
     to_buffer,
 )
+from mclip_explorer.widget.titles import item_title
 from mclip_explorer.widget.views import AnalysisViews
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
@@ -274,13 +275,7 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             return b""
 
     def _title(self, item_id: int) -> str:
-        row = self._items.iloc[item_id]
-        for key in ("title", "text"):
-            value = row.get(key)
-            if isinstance(value, str) and value:
-                return value
-        path = row.get("path")
-        return Path(path).name if isinstance(path, str) and path else f"item {item_id}"
+        return item_title(self._items.iloc[item_id], item_id)
 
     def _show_error(self, message: str) -> None:
         self.last_error = message
