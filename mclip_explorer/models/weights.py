@@ -103,9 +103,13 @@ def fetch_snapshot(repo_id: str, **patterns: Any) -> Path:
         BadWeightsError: A cached safetensors file is damaged.
     """
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
 
     try:
         folder = Path(snapshot_download(repo_id, **patterns))
+    except HFValidationError as exc:  # e.g. a path that does not exist: no hub id either
+        raise WeightsNotFoundError(f"{repo_id!r} is neither a local folder nor a hub id "
+                                   f"({exc})") from exc
     except OSError as exc:  # every hub and connection error of huggingface_hub is an OSError
         raise WeightsNotFoundError(hub_hint(repo_id)) from exc
     check_weight_files(folder, repo_id)
