@@ -1,7 +1,9 @@
 """The ``mclip-explorer`` command: build, grow, search and inspect collections from a shell.
 
 Bad input (a missing folder, an unknown model, a damaged collection, no images) prints one line
-on stderr and exits with status 2; it never shows a traceback.
+on stderr and exits with status 2; it never shows a traceback. Model weights that are not on this
+machine and cannot be downloaded exit with status 3, so a script can tell "offline" apart from
+"broken" (a damaged weights file is status 2).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 EXIT_BAD_INPUT = 2
+EXIT_NO_WEIGHTS = 3
 EXIT_INTERNAL = 1
 DEBUG_ENV = "MCLIP_EXPLORER_DEBUG"
 
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from mclip_explorer.errors import MclipExplorerError
+    from mclip_explorer.errors import MclipExplorerError, WeightsNotFoundError
 
     try:
         args = build_parser().parse_args(argv)
@@ -103,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         _say(_one_line(exc))
-        return EXIT_BAD_INPUT
+        return EXIT_NO_WEIGHTS if isinstance(exc, WeightsNotFoundError) else EXIT_BAD_INPUT
     except Exception as exc:  # the promise is "never a traceback"
         if os.environ.get(DEBUG_ENV):
             raise

@@ -156,3 +156,27 @@ def test_a_different_source_is_not_replaced_without_overwrite(
     assert main(["info", str(out), "--json"]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["counts"]["items"] == 2
+
+
+def test_missing_weights_exit_3_and_damaged_weights_exit_2(
+        images: Path, tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    # Exit 3 is what scripts/quickstart.sh falls back to the toy model on; nothing else is.
+    import huggingface_hub.constants as constants
+
+    from mclip_explorer.models import DEFAULT_MODEL, get_spec
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("MCLIP_EXPLORER_WEIGHTS", raising=False)
+    argv = ["build", str(images), "--model", DEFAULT_MODEL, "--out", str(tmp_path / "c"), "-q"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not load" in err and "clip-ViT-B-32" in err
+    spec = get_spec(DEFAULT_MODEL)
+    local = tmp_path / "weights"
+    for repo in (spec.text_repo, spec.image_repo):
+        shutil.copytree(weights_dir / repo, local / repo)
+    bad = local / spec.text_repo / "model.safetensors"
+    bad.write_bytes(b"\0" * 64)
+    monkeypatch.setenv("MCLIP_EXPLORER_WEIGHTS", str(local))
+    _bad(capsys, argv, str(bad))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ MAP_NEIGHBORS = 15  # the first map's UMAP neighbours, read from the image index
 PCA_MAX = 500
 SCALE_SAMPLE = 2000  # map items sampled to measure the map's typical 2-D kNN radius
 _PCA_CHUNK = 65536
+# A stage that takes long (importing umap-learn: about 20-30 s cold) still shows time passing.
+PROGRESS_TICK_SECONDS = 1.0
 _umap_fitted_in_process = False  # numba compiles UMAP's kernels on the first fit per process
 
 
@@ -310,6 +313,17 @@ def _stages(enabled: bool, total: int) -> Iterator[Any]:
 
     bar = tqdm(total=total, desc="map", disable=not enabled, bar_format="{desc} [{elapsed}]")
     steps = 0
+    stop = threading.Event()
+
+    def tick() -> None:
+        # tqdm redraws only when told; this redraw keeps [elapsed] moving during one long stage.
+        # It touches nothing but the bar (no NumPy), so it cannot contend for the BLAS pool.
+        while not stop.wait(PROGRESS_TICK_SECONDS):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, name="map-progress", daemon=True)
+    if enabled:
+        ticker.start()
 
     def stage(label: str) -> None:
         nonlocal steps
@@ -323,6 +337,9 @@ def _stages(enabled: bool, total: int) -> Iterator[Any]:
         bar.update(total - bar.n)
         bar.set_description_str("map: done")
     finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
         bar.close()
 
 
