@@ -28,8 +28,8 @@ def _run(tmp_path: Path, call: str, *, gpu_tool: str | None = None, proc: bool =
     bin_dir.mkdir(exist_ok=True)
     log = tmp_path / "pip.log"
     # The fake python: `python - URL` is the reachability probe, `python -m pip ...` is logged.
-    _fake_bin(bin_dir, "python", f"""if [ "$1" = - ]; then cat >/dev/null; exit {0 if reachable else 1}; fi
-echo "$@" >> {log}""")
+    probe = f'if [ "$1" = - ]; then cat >/dev/null; exit {0 if reachable else 1}; fi'
+    _fake_bin(bin_dir, "python", f'{probe}\necho "$@" >> {log}')
     if gpu_tool is not None:
         _fake_bin(bin_dir, "nvidia-smi", gpu_tool)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path),

@@ -305,10 +305,11 @@ def load(
         raise PairingError(f"{spec.name}: {image_folder} is not a sentence-transformers CLIP model")
     # Check the config before reading weights: a wrong tower fails on what makes it wrong.
     _check_pairing(spec, _json(inner / "config.json"), None)
-    clip = CLIPModel.from_pretrained(inner)
-    processor = AutoProcessor.from_pretrained(inner)
+    # Both towers found (and their files checked) before either is read.
     text_folder = (image_folder if text is None and spec.text_repo == spec.image_repo
                    else local_repo(spec.text_repo, text, weights_dir))
+    clip = CLIPModel.from_pretrained(inner)
+    processor = AutoProcessor.from_pretrained(inner)
     text_inner = _clip_folder(text_folder)
     if text_inner is None:
         tower: StudentText | ClipText = StudentText(text_folder)
