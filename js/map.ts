@@ -106,8 +106,16 @@ export class ExplorerMap {
 
   /** What a drag on the map does from now on. */
   async setDragMode(mode: DragMode): Promise<void> {
-    this.layout.dragmode = mode; // kept in the layout, so a redraw does not reset it
-    if (this.gd) await Plotly.relayout(this.el, { dragmode: mode });
+    if (!this.gd) {
+      this.layout.dragmode = mode;
+      return;
+    }
+    // Not by writing this.layout first: it is the plot's own layout object, and relayout would
+    // then see no change and leave the drag handlers in the old mode. relayout updates it too,
+    // so later redraws keep the mode. Plotly keeps the last selection's outline, and a drag that
+    // starts inside it moves the outline instead of drawing a new one; a fresh mode starts
+    // without it (the selected points stay marked by the selection overlay).
+    await Plotly.relayout(this.el, { dragmode: mode, selections: [] });
   }
 
   /** Item id -> map position, or null if the item is not on the map. */

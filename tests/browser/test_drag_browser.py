@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.browser.conftest import kernel
+from tests.browser.test_explorer_browser import TO_PIXELS
 
 pytestmark = pytest.mark.browser
 
@@ -41,18 +43,21 @@ def test_the_toggle_switches_to_box_select_and_a_drag_selects(explorer: Any) -> 
     _wait_mode(explorer, "select")
     state = _state(explorer)
     assert state["pressed"] == ["select"] and "select" in state["hint"]
-    box = explorer.locator(".mx-map .nsewdrag").first.bounding_box()
-    explorer.mouse.move(box["x"] + 2, box["y"] + 2)
+    coords = np.array(kernel(explorer, "print(json.dumps(coll.coords.tolist()))"))
+    on_map = np.flatnonzero(np.isfinite(coords).all(axis=1))
+    pixels = np.array(explorer.evaluate(TO_PIXELS, coords[on_map].tolist()))
+    lo, hi = pixels.min(axis=0) - 10, pixels.max(axis=0) + 10  # a box around every point
+    explorer.mouse.move(*lo)
     explorer.mouse.down()
-    explorer.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=12)
+    explorer.mouse.move(*hi, steps=12)
     explorer.mouse.up()
-    n = kernel(explorer, "print(json.dumps(int((coll.items['kind'] == 'image').sum())))")
+    got: list[int] = []
     for _ in range(50):
-        got = kernel(explorer, 'print(json.dumps(len(w.selection)))')
+        got = kernel(explorer, 'print(json.dumps(w.selection["id"].tolist()))')
         if got:
             break
         explorer.wait_for_timeout(200)
-    assert got == n  # the whole plot area: every point on the map
+    assert sorted(got) == on_map.tolist()
     kernel(explorer, "w.selection = []\nprint(json.dumps(0))")
 
 
