@@ -112,3 +112,14 @@ def test_a_broken_install_is_not_blamed_on_the_network(hf_cache: Path,
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails
     with pytest.raises(ImportError):
         pick_model()
+
+
+def test_a_mistyped_weights_folder_is_an_error(hf_cache: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch):
+    missing = tmp_path / "wieghts"
+    monkeypatch.setenv(WEIGHTS_ENV, str(missing))
+    with pytest.raises(WeightsNotFoundError, match=f"{WEIGHTS_ENV} points to {missing}"):
+        pick_model()
+    monkeypatch.delenv(WEIGHTS_ENV)
+    with pytest.raises(WeightsNotFoundError, match="weights_dir points to"):
+        pick_model(weights_dir=missing)

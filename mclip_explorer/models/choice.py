@@ -74,13 +74,20 @@ def pick_model(wanted: str | None = None, *, device: str | None = None,
         has been issued, and displaying the choice in a notebook shows the note.
 
     Raises:
-        WeightsNotFoundError: A model asked for explicitly has no weights here.
+        WeightsNotFoundError: A model asked for explicitly has no weights here, or the weights
+            folder given (``weights_dir`` or ``$MCLIP_EXPLORER_WEIGHTS``) does not exist.
         BadWeightsError: Weights were found but are damaged (the message names the file).
     """
     from mclip_explorer.models import load_model
+    from mclip_explorer.models.weights import WEIGHTS_ENV, weights_home
 
     explicit = wanted or os.environ.get(MODEL_ENV) or None
     name = explicit or DEFAULT_MODEL
+    home = weights_home(weights_dir)
+    if home is not None and not home.is_dir():
+        # A mistyped folder is not "no weights on this machine": say so instead of falling back.
+        where = "weights_dir" if weights_dir is not None else f"${WEIGHTS_ENV}"
+        raise WeightsNotFoundError(f"{where} points to {home}, which is not a folder")
     try:
         return ModelChoice(name, load_model(name, device=device, weights_dir=weights_dir), name)
     except WeightsNotFoundError as exc:
