@@ -123,3 +123,14 @@ def test_a_mistyped_weights_folder_is_an_error(hf_cache: Path, tmp_path: Path,
     monkeypatch.delenv(WEIGHTS_ENV)
     with pytest.raises(WeightsNotFoundError, match="weights_dir points to"):
         pick_model(weights_dir=missing)
+
+
+def test_a_damaged_open_clip_tower_names_the_file(weights_dir: Path, tmp_path: Path):
+    spec = get_spec("XLM-Roberta-Large-Vit-B-32")
+    local = tmp_path / "weights"
+    for repo in (spec.text_repo, spec.image_repo):
+        shutil.copytree(weights_dir / repo, local / repo)
+    bad = next((local / spec.image_repo).glob("*.safetensors"))
+    bad.write_bytes(bad.read_bytes()[:500])
+    with pytest.raises(BadWeightsError, match=str(bad)):
+        load_model(spec.name, weights_dir=local, device="cpu")

@@ -93,7 +93,7 @@ def pick_model(wanted: str | None = None, *, device: str | None = None,
     except WeightsNotFoundError as exc:
         if explicit is not None:
             raise
-        reason = str(exc)
+        reason = str(exc).split(". ")[0].rstrip(".")  # what was missing, without the advice
     note = (f"The weights of {name} are not on this machine and could not be downloaded "
             f"({reason}). Using the built-in '{FALLBACK_MODEL}' model instead: it only knows "
             "colours (colour words in 14 languages, colour histograms of images), so results are "

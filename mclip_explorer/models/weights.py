@@ -117,14 +117,16 @@ def fetch_snapshot(repo_id: str, **patterns: Any) -> Path:
 
 
 def check_weight_files(folder: str | Path, repo_id: str) -> None:
-    """Read the header of every safetensors file in ``folder`` (a damaged file fails here).
+    """Read the header of every safetensors file in ``folder`` (or of ``folder``, a file).
 
     Raises:
         BadWeightsError: A file is truncated or not safetensors; the message names it.
     """
     from safetensors import safe_open
 
-    for path in sorted(Path(folder).rglob("*.safetensors")):
+    root = Path(folder)
+    files = [root] if root.suffix == ".safetensors" else sorted(root.rglob("*.safetensors"))
+    for path in files:
         try:
             with safe_open(str(path), framework="numpy"):
                 pass
