@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import sys
 import threading
 import time
 import warnings
@@ -134,7 +135,9 @@ def _fit_umap(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray] | None, ids: np.
             stage("kNN graph (given)")
             knn_ids, knn_sims = knn
         indices, dists = _knn_to_umap(knn_ids, knn_sims, ids, n, n_neighbors)
-        stage("importing umap-learn")
+        # The first import in a new environment compiles numba code for about 20 s.
+        stage("importing umap-learn" + ("" if "umap" in sys.modules else " (numba compiles "
+                                        "on the first import: up to 30 s)"))
         import umap
 
         stage(f"UMAP layout of {n} items{compile_note}")
