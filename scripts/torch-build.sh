@@ -5,6 +5,8 @@
 #   MCLIP_TORCH=cpu|cuda          force a build instead of detecting an NVIDIA GPU
 #   MCLIP_TORCH_CPU_INDEX=URL     where the CPU build comes from (default PyTorch's own index;
 #                                 PyPI only has the CUDA build of torch for Linux)
+# Under CI (CI set, no MCLIP_TORCH_CPU_INDEX) the CPU index is not probed at all: CI machines
+# reach only the package registries, so they take PyPI's build without a network probe.
 
 MCLIP_NVIDIA_PROC="${MCLIP_NVIDIA_PROC:-/proc/driver/nvidia/version}"
 TORCH_CPU_INDEX="${MCLIP_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
@@ -37,6 +39,9 @@ install_torch() {
   build="$(torch_build)" || return 2
   if [ "$build" = cuda ]; then
     echo "== NVIDIA GPU found: installing the CUDA build of torch ($*, about 5.5 GB with its CUDA libraries)"
+    python -m pip install "$@"
+  elif [ -n "${CI:-}" ] && [ -z "${MCLIP_TORCH_CPU_INDEX:-}" ]; then
+    echo "== no NVIDIA GPU found (CI): installing PyPI's torch ($*), the CUDA build, which runs on the CPU too"
     python -m pip install "$@"
   elif index_reachable "$TORCH_CPU_INDEX"; then
     echo "== no NVIDIA GPU found: installing the CPU build of torch ($* from $TORCH_CPU_INDEX, about 1 GB)"

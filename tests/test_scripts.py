@@ -71,6 +71,15 @@ def test_no_gpu_installs_the_cpu_build_and_says_so(tmp_path: Path):
                                 "torchvision==0.29.1"]
 
 
+def test_ci_never_probes_the_cpu_index(tmp_path: Path):
+    # reachable=True: were the probe run, the CPU index would be chosen.
+    done = _run(tmp_path, "install_torch torch==2.14.1", reachable=True,
+                extra_env={"CI": "true"})
+    assert done.returncode == 0, done.stderr
+    assert "(CI)" in done.stdout and "CUDA build" in done.stdout
+    assert done.pip.split() == ["-m", "pip", "install", "torch==2.14.1"]  # type: ignore[attr-defined]
+
+
 def test_no_gpu_and_no_cpu_index_says_what_it_installs_instead(tmp_path: Path):
     done = _run(tmp_path, "install_torch torch==2.14.1", reachable=False)
     assert done.returncode == 0, done.stderr
