@@ -11,7 +11,7 @@ ruff check mclip_explorer tests bench
 echo "== mypy (strict, [tool.mypy] in pyproject.toml)"
 mypy mclip_explorer
 echo "== TypeScript: strict typecheck and unit tests"
-npm run --silent typecheck
-npm test --silent
+npm --prefix js run --silent typecheck
+npm --prefix js test --silent
 echo "== pytest (random order: pytest-randomly prints the seed; rerun with -p randomly --randomly-seed=N)"
 python -m pytest "$@"

@@ -14,6 +14,7 @@ COLUMNS = ("id", "kind", "path", "text", "lang", "title", "bytes", "width", "hei
 STRING_COLUMNS = ("kind", "path", "text", "lang", "title", "sha256", "error")  # str or None
 COUNT_COLUMNS = ("bytes", "width", "height")  # nullable integers
 FACET_COLUMNS = ("kind", "lang", "width", "height")  # worth colouring a map by, like metadata
+EXPORTED_COLUMNS = ("id", "lang", "title")  # own columns an export hands to other tools
 SOURCE_COLUMNS = ("title",)  # the only own column a source's metadata may also provide
 
 

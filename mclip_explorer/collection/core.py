@@ -1,13 +1,13 @@
 """The :class:`Collection`: a persistent, searchable, mapped set of encoded images and texts.
 
-The on-disk layout lives in :mod:`.store`, reading it back in :mod:`._loading`, encoding and its
-cache in :mod:`.building`, the first map in :mod:`.projection`, query handling in :mod:`.search`;
-this module ties them together behind the public contract of ``docs/architecture.md``.
+The in-memory state and its commits live in :mod:`._state` (the base class), the on-disk layout
+in :mod:`.store`, reading it back in :mod:`._loading`, encoding and its cache in :mod:`.building`,
+the first map in :mod:`.projection`, query handling in :mod:`.search`; this module ties them
+together behind the public contract of ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer._files import is_writable_folder
-from mclip_explorer.collection import _commit, building, projection, search, store, thumbnails
-from mclip_explorer.collection._loading import check_model, load_encoder, read_folder
+from mclip_explorer.collection import building, projection, search, store, thumbnails
+from mclip_explorer.collection._loading import check_model, load_encoder
+from mclip_explorer.collection._state import KINDS as KINDS
+from mclip_explorer.collection._state import CollectionState
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
+from mclip_explorer.collection.replacing import check_replace
 from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError
 from mclip_explorer.models.base import normalize
@@ -26,14 +29,12 @@ from mclip_explorer.models.registry import DEFAULT_MODEL
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.base import Encoder
 
-KINDS = ("image", "text")
 PLACE_K = 10  # neighbours that place a new point on the map
 
 
-class Collection:
+class Collection(CollectionState):
     """A collection folder opened for search; create one with :meth:`build` or :meth:`open`.
 
     Attributes:
@@ -41,33 +42,18 @@ class Collection:
         manifest: The parsed ``manifest.json``.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], items: pd.DataFrame,
-                 embeddings: np.ndarray, coords: np.ndarray, stretch: np.ndarray,
-                 indexes: dict[str, VectorIndex], encoder: Encoder | None = None,
-                 device: str | None = None) -> None:
-        self.path = path
-        self.manifest = manifest
-        self._items = items
-        self._embeddings = embeddings
-        self._coords = coords
-        self._stretch = stretch
-        self._indexes = indexes
-        self._encoder = encoder
-        self._device = device
-        self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
-        self._hits: dict[str, search.HitColumns] = {}  # kind -> columns of hits; likewise
-        self.read_only = False  # set by open(); a read-only collection is never written to
-
     # ------------------------------------------------------------------------ construction
     @classmethod
     def build(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
-              shard_size: int = building.SHARD_SIZE, map_method: str = "auto") -> Collection:
+              shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
+              overwrite: bool = False) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
-        were added encodes only those. An existing collection at ``out`` is replaced.
+        were added encodes only those. A collection of another source at ``out`` is refused
+        unless ``overwrite=True``.
 
         Args:
             source: A folder, glob, list of paths, DataFrame with a ``path`` column or a
@@ -81,19 +67,51 @@ class Collection:
             precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
             shard_size: Items per flushed cache shard: at most this much work is redone.
             map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+            overwrite: Replace a collection at ``out`` that holds none of the source's files.
+
+        Raises:
+            CollectionError: ``out`` holds a collection of another source (and not
+                ``overwrite``), or is a folder of other files.
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
-        store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
+        # A bad folder or another collection fails before a slow model load.
+        target = store.prepare_out(out, create=False)
         items = read_source(source)
+        check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
                                                 shard_size, progress)
+        return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
+                             map_method=map_method, progress=progress)
+
+    @classmethod
+    def from_embeddings(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
+                        out: str | Path, vectors_model: str | None = None,
+                        column: str | None = None, texts: bool = True,
+                        device: str | None = None, progress: bool = True,
+                        precision: str = "float16", map_method: str = "auto") -> Collection:
+        """Open embeddings made elsewhere (clip-retrieval, LAION, parquet, DataFrame) unencoded.
+
+        See :func:`mclip_explorer.collection.imported.from_embeddings` and docs/interop.md.
+        """
+        from mclip_explorer.collection.imported import from_embeddings
+
+        return from_embeddings(cls, source, model=model, out=out, vectors_model=vectors_model,
+                               column=column, texts=texts, device=device, progress=progress,
+                               precision=precision, map_method=map_method)
+
+    @classmethod
+    def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
+                  *, device: str | None, precision: str, map_method: str, progress: bool,
+                  extra: dict[str, Any] | None = None) -> Collection:
+        """Index, map and commit a new collection from its item rows and their vectors."""
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
         frame = building.normalise_items(frame)
         manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
                                       precision, building.PREPROCESS_VERSION)
+        manifest.update(extra or {})
         coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
                    np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
         coll._embeddings = vectors
@@ -104,6 +122,11 @@ class Collection:
             coll._indexes["image"], vectors, good, len(frame), map_method, progress)
         if params is not None:
             manifest["projection"] = params
+        texts = coll._live_ids("text")
+        if len(texts):  # imported caption vectors: their own index, placed on the image map
+            coll._indexes["text"] = building.index_vectors(coll._new_index(), texts,
+                                                           vectors[texts], progress=progress)
+            coll._coords[texts], coll._stretch[texts] = coll.place(vectors[texts])
         store.checkpoint("assembled")
         coll._commit(set(store.ROLES))
         return coll
@@ -138,50 +161,7 @@ class Collection:
             coll._encoder = check_model(load_encoder(model, device), coll.manifest, folder)
         return coll
 
-    @classmethod
-    def _load(cls, folder: Path, device: str | None) -> Collection:
-        manifest, items, arrays, indexes = read_folder(folder, KINDS)
-        return cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
-            np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
-
     # ---------------------------------------------------------------------------- reading
-    @property
-    def model_name(self) -> str:
-        """Name of the model that encoded the collection."""
-        return str(self.manifest["model"]["name"])
-
-    @property
-    def dim(self) -> int:
-        """Embedding size."""
-        return int(self.manifest["dim"])
-
-    @property
-    def encoder(self) -> Encoder:
-        """The collection's encoder, loaded (and fingerprint-checked) on first use."""
-        if self._encoder is None:
-            encoder = load_encoder(self.model_name, self._device)
-            self._encoder = check_model(encoder, self.manifest, self.path)
-        return self._encoder
-
-    @property
-    def items(self) -> pd.DataFrame:
-        """One row per item, row position == id (a copy: edit through add/remove)."""
-        return self._items.copy()
-
-    @property
-    def coords(self) -> np.ndarray:
-        """``(N, 2)`` float32 map positions (NaN for failed and removed items); read-only."""
-        view = self._coords.view()
-        view.flags.writeable = False
-        return view
-
-    @property
-    def stretch(self) -> np.ndarray:
-        """``(N,)`` placement stretch: 0 for items laid out by the fit, NaN where unplaced."""
-        view = self._stretch.view()
-        view.flags.writeable = False
-        return view
-
     def vectors(self, kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
         """Ids and float32 embeddings of the live, successfully encoded items of ``kind``."""
         ids = self._live_ids(kind)
@@ -239,6 +219,12 @@ class Collection:
         """
         vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         return self._index(kind).query(vectors, k, ef=ef)
+
+    def export(self, format: str, path: str | Path, **options: Any) -> Path:
+        """Write the collection for another tool; see :func:`.exporting.export` for formats."""
+        from mclip_explorer.collection.exporting import export
+
+        return export(self, format, path, **options)
 
     def thumbnail(self, item_id: int, size: int = 128) -> bytes:
         """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""
@@ -330,70 +316,3 @@ class Collection:
         self._stretch = np.concatenate([self._stretch, stretch])
         self._commit(set(store.ROLES))
         return new_ids
-
-    def _remove(self, ids: np.ndarray) -> None:
-        self._items.loc[ids, "deleted"] = True
-        for index in self._indexes.values():
-            present = ids[np.isin(ids, index.ids)]
-            if len(present):
-                index.mark_deleted(present)
-        self._coords[ids] = np.nan
-        self._stretch[ids] = np.nan
-
-    def _commit(self, roles: set[str]) -> None:
-        """Write the changed roles as a new generation and switch the manifest to it."""
-        if self.read_only:
-            raise CollectionError(f"collection {self.path} is read-only (opened with "
-                                  "read_only=True, or the folder cannot be written)")
-        self._live.clear()
-        self._hits.clear()
-        try:
-            self._embeddings = _commit.write_generation(
-                self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
-                coords=self._coords, stretch=self._stretch, indexes=self._indexes)
-        except BaseException:
-            # Memory already holds the change that did not land: fall back to what is on disk.
-            with contextlib.suppress(CollectionError):
-                fresh = type(self)._load(self.path, self._device)
-                vars(self).update({k: v for k, v in vars(fresh).items() if k != "_encoder"})
-            raise
-
-    def _live_ids(self, kind: str) -> np.ndarray:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if kind not in self._live:
-            items = self._items
-            mask = (items["kind"] == kind) & ~items["deleted"] & items["error"].isna()
-            self._live[kind] = items["id"].to_numpy()[mask.to_numpy()]
-            self._live[kind].flags.writeable = False
-        return self._live[kind]
-
-    def _index(self, kind: str) -> VectorIndex:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if kind not in self._indexes:
-            hint = " (add some with add_texts)" if kind == "text" else ""
-            raise CollectionError(f"collection {self.path} has no {kind} items{hint}")
-        return self._indexes[kind]
-
-    def _new_index(self) -> VectorIndex:
-        from mclip_explorer.collection.index import VectorIndex
-
-        return VectorIndex(self.dim)
-
-    def _vector_of_id(self, item_id: int) -> np.ndarray:
-        return search.vector_of_id(self._items, self._embeddings, item_id)
-
-    def _cache(self) -> building.EmbeddingCache:
-        return building.EmbeddingCache(self.path / store.CACHE_DIR, self.manifest["model"][
-            "fingerprint"], self.dim)
-
-    def __repr__(self) -> str:
-        counts = self.manifest["counts"]
-        return (f"Collection({str(self.path)!r}, model={self.model_name!r}, "
-                f"images={counts.get('images')}, texts={counts.get('texts')}, "
-                f"live={counts.get('live')})")
-
-    def __len__(self) -> int:
-        return len(self._items)
-

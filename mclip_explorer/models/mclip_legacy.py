@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mclip_explorer.errors import BadWeightsError, WeightsNotFoundError
+from mclip_explorer.errors import BadWeightsError
 from mclip_explorer.models.heads import load_head
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import (
@@ -22,7 +22,7 @@ from mclip_explorer.models.torch_base import (
     select_device,
     warn_truncated,
 )
-from mclip_explorer.models.weights import hub_hint, resolve_head, resolve_repo
+from mclip_explorer.models.weights import OTHER_FRAMEWORK_FILES, locate_repo, resolve_head
 
 if TYPE_CHECKING:
     import torch
@@ -126,9 +126,9 @@ def load(
 
     if spec.head_file is None:
         raise ValueError(f"{spec.name} is not a legacy M-CLIP model (it has no head file)")
-    head_path = resolve_head(spec.head_file, head, weights_dir)
-    folder = resolve_repo(spec.text_repo, text, weights_dir)
-    tokenizer, transformer = load_hf_text(folder, spec.text_repo)
+    head_path = resolve_head(spec.head_file, head, weights_dir, spec.head_aliases)
+    folder = locate_repo(spec.text_repo, text, weights_dir, ignore_patterns=OTHER_FRAMEWORK_FILES)
+    tokenizer, transformer = load_hf_text(str(folder), spec.text_repo)
     hidden = int(transformer.config.hidden_size)
     linear = load_head(head_path, in_features=hidden, out_features=spec.dim).to_linear()
     torch_device = select_device(device)
@@ -146,7 +146,5 @@ def load_hf_text(folder: str, repo: str) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         transformer = AutoModel.from_pretrained(folder)
     except OSError as exc:
-        if Path(folder).exists():
-            raise BadWeightsError(f"cannot load the text tower from {folder}: {exc}") from exc
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+        raise BadWeightsError(f"cannot load the text tower from {folder}: {exc}") from exc
     return tokenizer, transformer

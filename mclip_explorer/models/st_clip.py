@@ -17,10 +17,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mclip_explorer.errors import PairingError, UnknownModelError, WeightsNotFoundError
+from mclip_explorer.errors import (
+    PairingError,
+    UnknownModelError,
+    WeightsNotFoundError,
+)
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import TorchEncoder, hf_lengths, warn_truncated
-from mclip_explorer.models.weights import locate_repo
+from mclip_explorer.models.weights import OTHER_FRAMEWORK_FILES, locate_repo
 
 if TYPE_CHECKING:
     import torch
@@ -59,10 +63,6 @@ def features(output: Any) -> torch.Tensor:
     pooled: torch.Tensor | None = getattr(output, "pooler_output", None)
     result: torch.Tensor = output if pooled is None else pooled
     return result
-
-
-OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot",
-                         "tf_model*", "flax_model*", "rust_model*"]
 
 
 def local_repo(repo: str, override: str | Path | None, weights_dir: str | Path | None) -> Path:
@@ -267,10 +267,11 @@ def load(
         raise PairingError(f"{spec.name}: {image_folder} is not a sentence-transformers CLIP model")
     # Check the config before reading weights: a wrong tower fails on what makes it wrong.
     _check_pairing(spec, _json(inner / "config.json"), None)
-    image_model = sentence_transformer(image_folder)
-    clip = image_model[0].auto_model
+    # Both towers found (and their files checked) before either is read.
     text_folder = (image_folder if text is None and spec.text_repo == spec.image_repo
                    else local_repo(spec.text_repo, text, weights_dir))
+    image_model = sentence_transformer(image_folder)
+    clip = image_model[0].auto_model
     text_inner = _clip_folder(text_folder)
     if text_inner is None:
         tower: StText = StudentText(text_folder)
