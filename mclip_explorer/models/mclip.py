@@ -277,4 +277,5 @@ def load(
 
 def locate(repo: str, override: str | Path | None, weights_dir: str | Path | None) -> Path:
     """A local folder for ``repo`` with the files this family reads (see ``locate_repo``)."""
-    return locate_repo(repo, override, weights_dir, allow_patterns=REPO_FILES)
+    # A local copy is read and checked by this family itself (its messages name the tensors).
+    return locate_repo(repo, override, weights_dir, allow_patterns=REPO_FILES, check_local=False)

@@ -53,6 +53,7 @@ def locate_repo(
     allow_patterns: list[str] | None = None,
     ignore_patterns: list[str] | None = None,
     file_ok: bool = False,
+    check_local: bool = True,
 ) -> Path:
     """A local copy of hub repo ``repo``: override, weights folder, else the Hugging Face cache.
 
@@ -66,6 +67,9 @@ def locate_repo(
         allow_patterns: Only these files of the repo are fetched from the hub.
         ignore_patterns: These files of the repo are never fetched.
         file_ok: A single checkpoint file is acceptable in place of a folder.
+        check_local: Check the safetensors headers of a local copy too (a family that reads
+            and checks its files itself, with its own messages, passes False); a copy from
+            the hub cache is always checked.
 
     Raises:
         WeightsNotFoundError: Neither local nor obtainable from the hub (the message says how
@@ -74,7 +78,8 @@ def locate_repo(
     """
     found = Path(resolve_repo(repo, override, weights_dir))
     if found.is_dir() or (file_ok and found.exists()):
-        check_weight_files(found, repo)
+        if check_local:
+            check_weight_files(found, repo)
         return found
     if found.exists():
         raise WeightsNotFoundError(f"{found} is a file; {repo!r} needs its repo folder")
