@@ -53,7 +53,7 @@ npm --prefix js run build
 export HNSWLIB_NO_NATIVE=1
 if [ ! -f .venv/.hnswlib-portable ]; then
   echo "== pip install hnswlib==0.8.0 (portable build from source, HNSWLIB_NO_NATIVE=1: about 35 s)"
-  python -m pip install -q --force-reinstall --no-deps --no-binary hnswlib --no-cache-dir \
+  python -m pip install --force-reinstall --no-deps --no-binary hnswlib --no-cache-dir \
     "hnswlib==0.8.0"
   touch .venv/.hnswlib-portable
 fi
