@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from mclip_explorer.models.base import Encoder
 
 
-def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
+def read_folder(folder: Path, kinds: Sequence[str], *, memory_map: bool = True) -> tuple[
         dict[str, Any], pd.DataFrame, dict[str, np.ndarray], dict[str, VectorIndex]]:
     """Read a collection folder's current generation, checked against its manifest.
 
     Args:
         folder: The collection folder (absolute).
         kinds: Item kinds whose index files to load when the manifest names one.
+        memory_map: Memory-map the embeddings (read on use) rather than load them.
 
     Returns:
         ``(manifest, items, arrays, indexes)``: ``arrays`` maps ``"embeddings"``, ``"coords"``
@@ -58,7 +59,8 @@ def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
     items = building.normalise_items(items)  # same dtypes as a collection fresh in memory
     arrays = {}
     for role, shape in (("embeddings", (n, dim)), ("coords", (n, 2)), ("stretch", (n,))):
-        arrays[role] = store.load_npy(folder / files[role]["name"], what=role)
+        arrays[role] = store.load_npy(folder / files[role]["name"], what=role,
+                                      mmap=memory_map and role == "embeddings")
         if arrays[role].shape != shape:
             raise CollectionError(f"damaged collection {folder}: {role} has shape "
                                   f"{arrays[role].shape}, expected {shape}")

@@ -16,8 +16,9 @@ import numpy as np
 
 from mclip_explorer.collection import building, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
+from mclip_explorer.collection.layout import MAP_SAMPLE, first_map
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
-from mclip_explorer.collection.projection import first_map
+from mclip_explorer.collection.projection import PLACE_K
 from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from mclip_explorer.models.base import Encoder
 
 KINDS = ("image", "text")
-PLACE_K = 10  # neighbours that place a new point on the map
 
 
 class Collection:
@@ -53,6 +53,7 @@ class Collection:
         self._indexes = indexes
         self._encoder = encoder
         self._device = device
+        self._memory_map = True
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
 
     # ------------------------------------------------------------------------ construction
@@ -60,7 +61,8 @@ class Collection:
     def build(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
-              shard_size: int = building.SHARD_SIZE, map_method: str = "auto") -> Collection:
+              shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
+              map_sample: int = MAP_SAMPLE) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
@@ -78,6 +80,8 @@ class Collection:
             precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
             shard_size: Items per flushed cache shard: at most this much work is redone.
             map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+            map_sample: Above this many images UMAP is fitted on a seeded sample of this size
+                and the other images are placed from their nearest sampled images.
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
@@ -87,18 +91,32 @@ class Collection:
         folder = store.prepare_out(out)
         frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
                                                 shard_size, progress)
+        return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
+                             map_method=map_method, map_sample=map_sample, progress=progress)
+
+    @classmethod
+    def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
+                  *, device: str | None, precision: str, map_method: str, map_sample: int,
+                  progress: bool) -> Collection:
+        """Index, map and commit encoded items (``vectors``: row = item, NaN rows for failures).
+
+        The vectors are cast to the stored precision first, and index and map read them a
+        chunk at a time by id; after the commit they are memory-mapped from the new file.
+        """
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
         frame = building.normalise_items(frame)
         manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
                                       precision, building.PREPROCESS_VERSION)
-        coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
-                   np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
-        coll._embeddings = vectors
+        vectors = vectors.astype(np.float16 if precision == "float16" else np.float32,
+                                 copy=False)
+        coll = cls(folder, manifest, frame, vectors, np.empty((0, 2), np.float32),
+                   np.empty(0, np.float32), {}, encoder, device)
         good = coll._live_ids("image")
-        coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors[good],
+        coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors,
                                                          progress=progress)}
-        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors[good],
-                                                        good, len(frame), map_method, progress)
+        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors, good,
+                                                        map_method, progress,
+                                                        sample_max=map_sample)
         if params is not None:
             manifest["projection"] = params
         store.checkpoint("assembled")
@@ -107,7 +125,7 @@ class Collection:
 
     @classmethod
     def open(cls, path: str | Path, *, model: str | Encoder | None = None,
-             device: str | None = None) -> Collection:
+             device: str | None = None, memory_map: bool = True) -> Collection:
         """Open a collection folder; nothing in it is executed or unpickled.
 
         Args:
@@ -115,6 +133,9 @@ class Collection:
             model: ``None`` loads the collection's own model on the first text/image query;
                 a name or Encoder is loaded now and must match the collection's fingerprint.
             device: Device for the model.
+            memory_map: Memory-map the stored embeddings (default: pages are read when used and
+                may be dropped again, so a collection larger than RAM opens); ``False`` loads
+                them into memory.
 
         Raises:
             CollectionError: Missing, damaged or incompatible collection.
@@ -122,20 +143,22 @@ class Collection:
         """
         folder = Path(path).expanduser().resolve()
         try:
-            coll = cls._load(folder, device)
+            coll = cls._load(folder, device, memory_map)
         except CollectionError:
             # A writer may have switched generations (and deleted the old files) between our
             # reading the manifest and the files: that is a retry, not damage.
-            coll = cls._load(folder, device)
+            coll = cls._load(folder, device, memory_map)
         if model is not None:
             coll._encoder = coll._checked(load_encoder(model, device))
         return coll
 
     @classmethod
-    def _load(cls, folder: Path, device: str | None) -> Collection:
-        manifest, items, arrays, indexes = read_folder(folder, KINDS)
-        return cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
+    def _load(cls, folder: Path, device: str | None, memory_map: bool = True) -> Collection:
+        manifest, items, arrays, indexes = read_folder(folder, KINDS, memory_map=memory_map)
+        coll = cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
             np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
+        coll._memory_map = memory_map
+        return coll
 
     # ---------------------------------------------------------------------------- reading
     @property
@@ -315,6 +338,8 @@ class Collection:
         if len(replaced):
             self._remove(replaced)
         new_ids = frame["id"].to_numpy()
+        # Index and place what is stored, so a search ranks like exact search over the store.
+        vectors = vectors.astype(self._embeddings.dtype, copy=False)
         good = ~np.isnan(vectors).any(axis=1) if len(vectors) else np.zeros(0, bool)
         xy = np.full((len(frame), 2), np.nan, np.float32)
         stretch = np.full(len(frame), np.nan, np.float32)
@@ -325,8 +350,7 @@ class Collection:
             if sel.any():
                 self._indexes.setdefault(kind, self._new_index()).add(new_ids[sel], vectors[sel])
         self._items = pd.concat([self._items, frame], ignore_index=True)
-        self._embeddings = np.concatenate([self._embeddings, vectors.astype(
-            self._embeddings.dtype)])
+        self._embeddings = np.concatenate([self._embeddings, vectors])
         self._coords = np.concatenate([self._coords, xy])
         self._stretch = np.concatenate([self._stretch, stretch])
         self._commit(set(store.ROLES))
@@ -345,13 +369,14 @@ class Collection:
         """Write the changed roles as a new generation and switch the manifest to it."""
         self._live.clear()
         try:
-            self._embeddings = store.write_generation(
+            stored = store.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
+            self._embeddings = stored if self._memory_map else np.array(stored)
         except BaseException:
             # Memory already holds the change that did not land: fall back to what is on disk.
             with contextlib.suppress(CollectionError):
-                fresh = type(self)._load(self.path, self._device)
+                fresh = type(self)._load(self.path, self._device, self._memory_map)
                 vars(self).update({k: v for k, v in vars(fresh).items() if k != "_encoder"})
             raise
 

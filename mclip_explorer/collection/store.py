@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMAT_NAME = "mclip-explorer-collection"
-FORMAT_VERSION = 1
+# 2: float16 embeddings by default, memory-mapped on open; a map may be fitted on a sample
+# with the other images placed (stretch > 0 on the first map). Version 1 folders still open.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 CACHE_DIR = "cache"
@@ -151,10 +153,14 @@ def write_lock(folder: Path) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ reading
-def load_npy(path: Path, *, what: str) -> np.ndarray:
-    """Load an array written by :func:`save_npy`; a damaged file raises :class:`CollectionError`."""
+def load_npy(path: Path, *, what: str, mmap: bool = False) -> np.ndarray:
+    """Load an array written by :func:`save_npy`; a damaged file raises :class:`CollectionError`.
+
+    With ``mmap`` the array is a read-only memory map: pages are read on use and the OS may drop
+    them again, so a store larger than RAM still opens.
+    """
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
         raise CollectionError(f"collection file missing: {path}") from None
     except (ValueError, OSError, EOFError) as exc:
@@ -322,7 +328,8 @@ def write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
     """Write ``roles`` as generation files, then commit ``manifest`` (updated in place).
 
     Returns:
-        ``embeddings`` in the stored precision, so memory matches what a reopen would load.
+        ``embeddings`` in the stored precision, memory-mapped from the new file when it was
+        written, so memory matches what a reopen would load.
     """
     with write_lock(folder):
         _check_current(folder, int(manifest["generation"]))
@@ -380,6 +387,8 @@ def _write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *
         "live": int((~deleted & ~failed).sum()),
     })
     commit(folder, manifest)
+    if files.get("embeddings") and "embeddings" in roles:
+        return load_npy(folder / files["embeddings"]["name"], what="embeddings", mmap=True)
     return stored
 
 
