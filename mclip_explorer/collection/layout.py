@@ -86,6 +86,7 @@ def fit_sampled(embeddings: np.ndarray, ids: np.ndarray, coords: np.ndarray,
     sample_index = building.index_vectors(VectorIndex(sample.shape[1]),
                                           np.arange(sample_max, dtype=np.int64), sample,
                                           progress=progress)
+    indexed = time.perf_counter()
     knn = sample_index.knn_graph(MAP_NEIGHBORS + 1, vectors_by_id=sample)
     fitted, params = fit_map(sample, knn=knn, method=method,  # type: ignore[arg-type]
                              random_state=seed, n_neighbors=MAP_NEIGHBORS, progress=progress)
@@ -104,6 +105,7 @@ def fit_sampled(embeddings: np.ndarray, ids: np.ndarray, coords: np.ndarray,
         bar.close()
     done = time.perf_counter()
     params.update(sample=int(sample_max), placed=len(rest), sample_seed=seed, place_k=PLACE_K,
+                  sample_index_seconds=round(indexed - started, 3),
                   fit_seconds=round(fit_done - started, 3),
                   place_seconds=round(done - fit_done, 3), seconds=round(done - started, 3))
     return params
