@@ -34,8 +34,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collection import (CACHE, DIM, Stopwatch, clustered, exact_topk, machine,  # noqa: E402
-                        percentiles)
+from collection import (
+    CACHE,
+    DIM,
+    Stopwatch,
+    clustered,
+    exact_topk,
+    machine,
+    percentiles,
+)
 
 QUERIES = 1000
 RECALL_QUERIES = 200

@@ -12,13 +12,19 @@ one fit plus placements. Placed images get a ``stretch`` (0 for fitted ones); se
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from mclip_explorer.collection import building
 from mclip_explorer.collection.index import VectorIndex
-from mclip_explorer.collection.projection import MAP_NEIGHBORS, PLACE_K, fit_map, place
+from mclip_explorer.collection.projection import (
+    MAP_NEIGHBORS,
+    PLACE_K,
+    Method,
+    fit_map,
+    place,
+)
 
 MAP_SAMPLE = 200_000  # above this many images the map is fitted on a sample of this size
 PLACE_CHUNK = 65_536  # images placed per batch of queries (bounds the float32 copy)
@@ -58,8 +64,8 @@ def first_map(index: VectorIndex, embeddings: np.ndarray, ids: np.ndarray, metho
     if method == "pca" or len(ids) <= sample_max:
         knn = index.knn_graph(MAP_NEIGHBORS + 1) \
             if len(ids) > MAP_NEIGHBORS and method != "pca" else None
-        coords[ids], params = fit_map(embeddings[ids], knn=knn, ids=ids,  # type: ignore[arg-type]
-                                      method=method, random_state=seed,
+        coords[ids], params = fit_map(embeddings[ids], knn=knn, ids=ids,
+                                      method=cast(Method, method), random_state=seed,
                                       n_neighbors=MAP_NEIGHBORS, progress=progress)
         stretch[ids] = 0.0
         return coords, stretch, params
@@ -88,7 +94,7 @@ def fit_sampled(embeddings: np.ndarray, ids: np.ndarray, coords: np.ndarray,
                                           progress=progress)
     indexed = time.perf_counter()
     knn = sample_index.knn_graph(MAP_NEIGHBORS + 1, vectors_by_id=sample)
-    fitted, params = fit_map(sample, knn=knn, method=method,  # type: ignore[arg-type]
+    fitted, params = fit_map(sample, knn=knn, method=cast(Method, method),
                              random_state=seed, n_neighbors=MAP_NEIGHBORS, progress=progress)
     del sample, knn
     coords[sample_ids], stretch[sample_ids] = fitted, 0.0
