@@ -269,7 +269,10 @@ def commit(folder: Path, manifest: dict[str, Any]) -> None:
         stem = role.replace("_", "-")
         for old in folder.glob(f"{stem}.*{suffix}"):
             if old.name not in keep:
-                old.unlink(missing_ok=True)
+                # Windows refuses to delete a file that is still memory-mapped (the embeddings
+                # of an open collection): it goes at a later commit.
+                with contextlib.suppress(PermissionError):
+                    old.unlink(missing_ok=True)
 
 
 def prepare_out(out: str | Path, *, create: bool = True) -> Path:
