@@ -101,11 +101,12 @@ def peak_rss() -> int:
 
 
 # --------------------------------------------------------------------------------- run
-def run_one(n: int, sample: int) -> dict[str, Any]:
+def run_one(n: int, sample: int, ef_construction: int | None) -> dict[str, Any]:
     """Build, reopen and search one collection of ``n`` items in this process."""
     import pandas as pd
 
     from mclip_explorer.collection import Collection, building
+    from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.toy import ToyEncoder
 
     data = np.load(vectors_file(n), mmap_mode="r")
@@ -114,6 +115,9 @@ def run_one(n: int, sample: int) -> dict[str, Any]:
     frame = pd.DataFrame({"path": [f"shard-{i // 10_000:05d}.tar/{i:09d}.jpg"
                                    for i in range(n)]})
     frame["kind"] = "image"
+    if ef_construction:  # the image index only; memory does not depend on it (links are M-bound)
+        Collection._new_index = lambda self: VectorIndex(  # type: ignore[method-assign]
+            self.dim, ef_construction=ef_construction)
     watch = Stopwatch()
     watch.wrap(building, "index_vectors", "index")
     with tempfile.TemporaryDirectory(dir=CACHE) as folder, ProcSampler() as proc:
@@ -149,7 +153,7 @@ def run_one(n: int, sample: int) -> dict[str, Any]:
         placed = np.isfinite(coll.coords).all(axis=1).mean()
     base = vector_bytes + index_bytes
     return {
-        "n": n, "dim": DIM, "map_sample": sample,
+        "n": n, "dim": DIM, "map_sample": sample, "ef_construction": ef_construction or 200,
         "build_s": round(build_s, 1), "build_cpu_s": round(build_cpu, 1),
         "index_s": round(watch.seconds.get("index", 0.0)
                          - projection.get("sample_index_seconds", 0.0), 1),
@@ -203,6 +207,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 2_000_000])
     parser.add_argument("--map-sample", type=int, default=None,
                         help="map sample size (default: the collection's MAP_SAMPLE)")
+    parser.add_argument("--ef-construction", type=int, default=None,
+                        help="image index ef_construction (default: the collection's, 200); "
+                             "a lower one builds faster with the same memory")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process: one size
     args = parser.parse_args()
@@ -210,13 +217,16 @@ def main() -> None:
 
     sample = args.map_sample or MAP_SAMPLE
     if args.one:
-        print(json.dumps(run_one(args.one, sample)))
+        row = json.dumps(run_one(args.one, sample, args.ef_construction))
+        (CACHE / f"scale-{args.one}.result.json").write_text(row + "\n")
+        print(row)
         return
     rows = []
     for n in args.sizes:
         vectors_file(n)  # made here, outside the measured process
+        extra = ["--ef-construction", str(args.ef_construction)] if args.ef_construction else []
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--map-sample",
-                               str(sample)], capture_output=True, text=True, check=True)
+                               str(sample), *extra], capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     result = {"machine": machine(), "runs": rows, "model": memory_model(rows)}
