@@ -88,10 +88,12 @@ def fit_sampled(embeddings: np.ndarray, ids: np.ndarray, coords: np.ndarray,
     sample_ids = ids[pick]
     sample = _unit32(embeddings[sample_ids])
     # A fresh index over the sample: its kNN graph is the sample's own (the collection's graph
-    # restricted to a 2 % sample keeps almost no edges), and it answers the placements.
+    # restricted to a 2 % sample keeps almost no edges), and it answers the placements. It is
+    # built on one thread whatever its size, so the map depends only on the data and the seed,
+    # even where the collection's own index was built on all cores.
     sample_index = building.index_vectors(VectorIndex(sample.shape[1]),
                                           np.arange(sample_max, dtype=np.int64), sample,
-                                          progress=progress)
+                                          progress=progress, parallel_min=sample_max + 1)
     indexed = time.perf_counter()
     knn = sample_index.knn_graph(MAP_NEIGHBORS + 1, vectors_by_id=sample)
     fitted, params = fit_map(sample, knn=knn, method=cast(Method, method),
