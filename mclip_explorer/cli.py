@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stored embedding precision")
     build.add_argument("--map", choices=("auto", "umap", "pca"), default="auto",
                        help="map layout: UMAP, PCA, or auto (PCA below 500 items; default)")
+    build.add_argument("--map-sample", type=_positive, default=None, metavar="N",
+                       help="above N images fit the map on N of them and place the rest "
+                            "(default 200000)")
     _quiet(build)
 
     add = commands.add_parser("add", help="encode and add new images to a collection")
@@ -124,7 +127,8 @@ def _build(args: argparse.Namespace) -> int:
     coll = Collection.build(source, model=args.model or DEFAULT_MODEL, out=args.out,
                             batch_size=args.batch_size, num_workers=args.workers,
                             device=args.device, progress=not args.quiet,
-                            precision=args.precision, map_method=args.map)
+                            precision=args.precision, map_method=args.map,
+                            **({"map_sample": args.map_sample} if args.map_sample else {}))
     counts = coll.manifest["counts"]
     print(f"built {coll.path}: {counts['live']} items searchable, {counts['failed']} failed "
           f"({coll.model_name})")
