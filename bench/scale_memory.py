@@ -101,7 +101,8 @@ def peak_rss() -> int:
 
 
 # --------------------------------------------------------------------------------- run
-def run_one(n: int, sample: int, ef_construction: int | None) -> dict[str, Any]:
+def run_one(n: int, sample: int, ef_construction: int | None,
+            map_method: str = "auto") -> dict[str, Any]:
     """Build, reopen and search one collection of ``n`` items in this process."""
     import pandas as pd
 
@@ -125,7 +126,7 @@ def run_one(n: int, sample: int, ef_construction: int | None) -> dict[str, Any]:
         out.mkdir()
         start, cpu = time.perf_counter(), time.process_time()
         coll = Collection._assemble(out, frame, items, ToyEncoder(dim=DIM), device=None,
-                                    precision="float16", map_method="auto", map_sample=sample,
+                                    precision="float16", map_method=map_method, map_sample=sample,
                                     progress=False)
         build_s, build_cpu = time.perf_counter() - start, time.process_time() - cpu
         build_peak = peak_rss()
@@ -210,6 +211,8 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=None,
                         help="image index ef_construction (default: the collection's, 200); "
                              "a lower one builds faster with the same memory")
+    parser.add_argument("--map-method", choices=("auto", "umap", "pca"), default="auto",
+                        help="pca: no sample fit, for a memory-only run (PCA streams)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process: one size
     args = parser.parse_args()
@@ -217,7 +220,7 @@ def main() -> None:
 
     sample = args.map_sample or MAP_SAMPLE
     if args.one:
-        row = json.dumps(run_one(args.one, sample, args.ef_construction))
+        row = json.dumps(run_one(args.one, sample, args.ef_construction, args.map_method))
         (CACHE / f"scale-{args.one}.result.json").write_text(row + "\n")
         print(row)
         return
@@ -225,6 +228,7 @@ def main() -> None:
     for n in args.sizes:
         vectors_file(n)  # made here, outside the measured process
         extra = ["--ef-construction", str(args.ef_construction)] if args.ef_construction else []
+        extra += ["--map-method", args.map_method]
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--map-sample",
                                str(sample), *extra], capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
