@@ -106,7 +106,7 @@ def run_one(n: int, sample: int, ef_construction: int | None,
     """Build, reopen and search one collection of ``n`` items in this process."""
     import pandas as pd
 
-    from mclip_explorer.collection import Collection, building
+    from mclip_explorer.collection import Collection, building, layout
     from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.toy import ToyEncoder
 
@@ -119,6 +119,21 @@ def run_one(n: int, sample: int, ef_construction: int | None,
     if ef_construction:  # the image index only; memory does not depend on it (links are M-bound)
         Collection._new_index = lambda self: VectorIndex(  # type: ignore[method-assign]
             self.dim, ef_construction=ef_construction)
+    peaks: dict[str, float] = {}  # ru_maxrss when each stage ended: where the peak comes from
+
+    def noting(owner: Any, name: str, stage: str) -> Any:
+        original = getattr(owner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            peaks.setdefault(stage, round(peak_rss() / GiB, 3))
+            return out
+
+        setattr(owner, name, call)
+        return original
+
+    originals = [(building, "index_vectors", noting(building, "index_vectors", "after_index")),
+                 (layout, "fit_map", noting(layout, "fit_map", "after_map_fit"))]
     watch = Stopwatch()
     watch.wrap(building, "index_vectors", "index")
     with tempfile.TemporaryDirectory(dir=CACHE) as folder, ProcSampler() as proc:
@@ -131,6 +146,8 @@ def run_one(n: int, sample: int, ef_construction: int | None,
         build_s, build_cpu = time.perf_counter() - start, time.process_time() - cpu
         build_peak = peak_rss()
         watch.restore()
+        for owner, name, original in originals:
+            setattr(owner, name, original)
         projection = dict(coll.manifest["projection"])
         index_file = out / coll.manifest["files"]["index_image"]["name"]
         emb_file = out / coll.manifest["files"]["embeddings"]["name"]
@@ -167,7 +184,7 @@ def run_one(n: int, sample: int, ef_construction: int | None,
         "ef": coll._indexes["image"].search_ef,
         "vectors_gib": round(vector_bytes / GiB, 3), "index_gib": round(index_bytes / GiB, 3),
         "index_bytes_per_item": round(index_bytes / n, 1),
-        "peak_build_gib": round(build_peak / GiB, 3),
+        "peak_build_gib": round(build_peak / GiB, 3), "peak_by_stage_gib": peaks,
         "peak_total_gib": round(peak_rss() / GiB, 3),
         "peak_anon_gib": round(proc.peak["RssAnon"] / GiB, 3),
         "peak_file_gib": round(proc.peak["RssFile"] / GiB, 3),
