@@ -21,7 +21,7 @@ CAPTION_COLUMNS = ("txt", "caption")
 # Item columns of sharded items: a parquet column of the same name is renamed source_<name>.
 SHARD_COLUMNS = ("shard", "key", "caption", "json", "member_offset", "row")
 BATCH_ROWS = 256
-_DAMAGE = (OSError, ValueError, EOFError, SourceError)
+_DAMAGE = (OSError, ValueError, EOFError)
 
 
 def iter_parquet_records(url: str, image_column: str | None,
@@ -31,17 +31,18 @@ def iter_parquet_records(url: str, image_column: str | None,
 
     try:
         handle = open_shard(url, storage_options)
-    except _DAMAGE as exc:
+    except (SourceError, *_DAMAGE) as exc:
         yield Record(url, None, 0, None, f"cannot open shard: {exc}", total=1)
         return
     with handle:
         try:
             file = pq.ParquetFile(handle)
             names = file.schema_arrow.names
-            column = _image_column(names, image_column, url)
-        except (SourceError, *_DAMAGE) as exc:
+        except _DAMAGE as exc:
             yield Record(url, None, 0, None, f"not a readable parquet file: {exc}", total=1)
             return
+        # A missing image column is a setting to fix (image_column=), not damage: raise.
+        column = _image_column(names, image_column, url)
         if file.metadata.num_rows == 0:
             yield Record(url, None, 0, None, "the shard holds no rows", total=1)
             return
@@ -81,7 +82,7 @@ def read_parquet_image(url: str, row: Any, storage_options: dict[str, Any]) -> b
                         break
                     return data
                 position -= rows
-    except (TypeError, *_DAMAGE) as exc:
+    except (TypeError, SourceError, *_DAMAGE) as exc:
         raise SourceError(f"cannot read row {row!r} of {url}: {exc}") from None
     raise SourceError(f"{url} has no image in row {row!r}")
 

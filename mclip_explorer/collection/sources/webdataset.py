@@ -70,7 +70,8 @@ def _samples(url: str, storage_options: dict[str, Any], plain: bool) -> Iterator
         return
     with handle:
         try:
-            stream = tarfile.open(fileobj=handle, mode="r|*")  # noqa: SIM115 - closed with handle
+            stream = tarfile.open(fileobj=handle, mode="r|*",  # noqa: SIM115 - closed with handle
+                                  tarinfo=_EndAwareInfo)
         except _DAMAGE as exc:
             yield Record(url, None, 0, None, f"not a readable tar archive: {exc}")
             return
@@ -100,8 +101,31 @@ def _samples(url: str, storage_options: dict[str, Any], plain: bool) -> Iterator
             reason = f"damaged tar (truncated or corrupt member): {exc}"
             yield Record(url, key, seq, None, reason, _text_meta(members))
             return
-        if key is not None:
+        end = getattr(stream, _END, None)
+        if end != _CLEAN:
+            # tarfile ends quietly at a bad or cut header; the last sample may be incomplete.
+            reason = f"damaged tar (truncated or corrupt header near byte {stream.offset}): {end}"
+            yield Record(url, key, seq, None, reason, _text_meta(members))
+        elif key is not None:
             yield _record(url, key, seq, members, seen, plain)
+
+
+_END, _CLEAN = "_mclip_end", "end of archive"
+
+
+class _EndAwareInfo(tarfile.TarInfo):
+    """Records on the archive why reading stopped: only a zero block is a proper end."""
+
+    @classmethod
+    def fromtarfile(cls, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(archive)
+        except tarfile.EOFHeaderError:
+            setattr(archive, _END, _CLEAN)
+            raise
+        except tarfile.HeaderError as exc:
+            setattr(archive, _END, str(exc) or type(exc).__name__)
+            raise
 
 
 def _record(url: str, key: str, seq: int, members: dict[str, tuple[bytes | None, int | None]],
