@@ -83,6 +83,19 @@ def test_add_with_the_ray_engine(ray_cluster: str, wds: str, reference: dict[str
     assert coll.items["key"].tolist() == reference["items"]["key"].tolist()
 
 
+def test_cli_engine_ray(ray_cluster: str, wds: str, reference: dict[str, object],
+                        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from mclip_explorer.cli import main
+
+    out = tmp_path / "c"
+    assert main(["build", wds, "--model", "toy", "--out", str(out), "--engine", "ray",
+                 "--address", ray_cluster, "--concurrency", "1", "--quiet"]) == 0
+    _assert_same(_state(out), reference)
+    assert main(["build", wds, "--model", "toy", "--out", str(tmp_path / "d"),
+                 "--address", ray_cluster, "--quiet"]) == 2
+    assert "engine='ray' only" in capsys.readouterr().err
+
+
 def test_a_killed_worker_is_retried_and_the_result_is_unchanged(
         ray_cluster: str, wds: str, reference: dict[str, object], tmp_path: Path):
     marker = tmp_path / "killed"

@@ -90,12 +90,13 @@ class Collection:
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
+        engines.check_engine(engine, address, concurrency)
         store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
         items = engines.resolve(source)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = engines.encode(
-            folder, items, encoder, engine=engines.check_engine(engine), model=model,
+            folder, items, encoder, engine=engine, model=model,
             device=device, batch_size=batch_size, num_workers=num_workers,
             shard_size=shard_size, progress=progress, address=address, concurrency=concurrency)
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
@@ -277,12 +278,13 @@ class Collection:
         Returns:
             The ids of the added items.
         """
+        engines.check_engine(engine, address, concurrency)
         items = engines.resolve(source)
         known = self._items[(self._items["kind"] == "image") & ~self._items["deleted"]]
         known_ids = item_identity(known)
         known_sha = dict(zip(known_ids, known["sha256"], strict=True))
         frame, vectors = engines.encode(
-            self.path, items, self.encoder, engine=engines.check_engine(engine),
+            self.path, items, self.encoder, engine=engine,
             device=self._device, batch_size=batch_size,
             num_workers=num_workers, progress=progress, address=address, concurrency=concurrency)
         new_ids = item_identity(frame)

@@ -30,10 +30,16 @@ def resolve(source: Any) -> SourceItems | ShardedSource:
     return sharded if sharded is not None else read_source(source)
 
 
-def check_engine(engine: str) -> str:
-    """Validate an engine name (before any slow work)."""
+def check_engine(engine: str, address: str | None = None,
+                 concurrency: int | None = None) -> str:
+    """Validate the engine settings (before any slow work)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "local" and (address is not None or concurrency is not None):
+        raise ValueError("address= and concurrency= apply to engine='ray' only")
+    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(
+            concurrency, int) or concurrency < 1):
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
     return engine
 
 
@@ -60,7 +66,7 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
             running cluster, else a new local one.
         concurrency: Encoder actors (default: one per GPU, else sized from free CPUs).
     """
-    check_engine(engine)
+    check_engine(engine, address, concurrency)
     if engine == "ray":
         from mclip_explorer.collection.engines import ray as ray_engine
 
