@@ -128,7 +128,8 @@ def test_damage_becomes_failed_items_and_the_build_goes_on(tmp_path: Path):
     coll = Collection.build(f"{root}/{{00000..00003}}.tar", model="toy", out=tmp_path / "c",
                             progress=False)
     items = coll.items.set_index(["shard", "key"], drop=False)
-    errors = dict(zip(zip(items["shard"], items["key"]), items["error"], strict=True))
+    errors = dict(zip(zip(items["shard"], items["key"], strict=True), items["error"],
+                      strict=True))
     assert all(errors[(str(root / "00000.tar"), k)] is None for k, _, _ in samples(0, 4))
     assert "not a readable tar" in errors[(str(root / "00001.tar"), None)]
     damaged = [e for (s, _), e in errors.items() if s == str(root / "00002.tar")]

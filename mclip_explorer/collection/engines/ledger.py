@@ -71,13 +71,18 @@ def write(item: ShardPlan, rows: list[dict[str, Any]]) -> None:
     """Record a finished shard's rows (in shard order), atomically."""
     import pandas as pd
 
-    frame = pd.DataFrame(sorted(rows, key=lambda r: int(r["seq"])))
+    ordered: list[dict[str, Any]] = sorted(rows, key=_seq)
+    frame = pd.DataFrame(ordered)
     frame = frame.drop(columns=["total"], errors="ignore")
     for column in frame.columns:
         if frame[column].isna().all():
             frame[column] = pd.Series([None] * len(frame), dtype=object)
     store.save_parquet(item.path, frame)
     item.done = True
+
+
+def _seq(row: dict[str, Any]) -> int:
+    return int(row["seq"])
 
 
 def read(path: Path) -> pd.DataFrame | None:
@@ -115,5 +120,5 @@ def assemble(plans: list[ShardPlan], cache: EmbeddingCache) -> tuple[pd.DataFram
                       zip(captions, frame["key"], strict=True)]
     for column in _INT_COLUMNS:
         if column in frame.columns:
-            frame[column] = pd.array(pd.to_numeric(frame[column]), dtype="Int64")
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame, vectors

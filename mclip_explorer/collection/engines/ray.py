@@ -145,7 +145,7 @@ class EncodeActor:
         # One output row per record; a key's vector rides on its first row.
         vectors = np.full((len(records), self.encoder.dim), np.nan, dtype=np.float32)
         keys, reasons = [""] * len(records), [""] * len(records)
-        first = {}
+        first: dict[str | None, int] = {}
         for position, row in enumerate(done.rows):
             first.setdefault(row["sha256"], position)
         for key, vector, reason in zip(done.keys, done.vectors, done.reasons, strict=True):
@@ -259,7 +259,7 @@ def _shard_datasource(source: ShardedSource, urls: list[str], block_rows: int) -
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
-    class ShardDatasource(Datasource):  # type: ignore[misc]
+    class ShardDatasource(Datasource):
         def estimate_inmemory_data_size(self) -> int | None:
             return None
 
@@ -269,7 +269,7 @@ def _shard_datasource(source: ShardedSource, urls: list[str], block_rows: int) -
                              BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None,
                                            input_files=(url,))) for url in urls]
 
-    return ShardDatasource()
+    return ShardDatasource()  # type: ignore[no-untyped-call]
 
 
 def _read_shard(source: ShardedSource, url: str, block_rows: int) -> Iterator[Any]:

@@ -13,11 +13,14 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mclip_explorer.collection.sources.shards import Record, open_shard
 from mclip_explorer.errors import SourceError
 from mclip_explorer.images import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _KEY = re.compile(r"^((?:.*/|)[^./][^.]*)\.([^/]*)$")
 IMAGE_SUFFIXES = tuple(sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS))
@@ -117,10 +120,10 @@ class _EndAwareInfo(tarfile.TarInfo):
     """Records on the archive why reading stopped: only a zero block is a proper end."""
 
     @classmethod
-    def fromtarfile(cls, archive: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, archive: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(archive)
-        except tarfile.EOFHeaderError:
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # not in typeshed
             setattr(archive, _END, _CLEAN)
             raise
         except tarfile.HeaderError as exc:
