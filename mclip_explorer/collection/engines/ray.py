@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -120,8 +121,6 @@ class EncodeActor:
 
     def __init__(self, spec: _ActorSpec, skip: frozenset[str], threads: int | None,
                  device: str | None) -> None:
-        if threads:
-            _set_threads(threads)
         from mclip_explorer.models.base import Encoder
 
         if isinstance(spec.model, Encoder):
@@ -130,6 +129,8 @@ class EncodeActor:
             from mclip_explorer.collection._loading import load_encoder
 
             self.encoder = load_encoder(spec.model, spec.device or device)
+        if threads and "torch" in sys.modules:  # only a torch model has threads to size
+            sys.modules["torch"].set_num_threads(threads)
         self.spec, self.skip = spec, skip
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -153,21 +154,6 @@ class EncodeActor:
             vectors[position], keys[position], reasons[position] = vector, key, reason
         return {"row": [json.dumps(row) for row in done.rows], "vector": vectors,
                 "key": keys, "reason": reasons}
-
-
-def _set_threads(threads: int) -> None:
-    import sys
-
-    if "torch" in sys.modules or _has_torch():
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _has_torch() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
 
 
 def _encode_stage(ray: Any, data: Any, actor: _ActorSpec, skip: frozenset[str],
