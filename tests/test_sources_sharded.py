@@ -59,6 +59,21 @@ def test_every_form_names_the_same_shards(wds: Path):
     assert resolve_sharded(ROOT / "mclip_explorer" / "data" / "sample") is None  # image folder
 
 
+def test_img2dataset_output_folder_is_webdataset(wds: Path, tmp_path: Path):
+    # img2dataset's webdataset output: 00000.tar + 00000.parquet (metadata, no images) + stats.
+    for s in range(2):
+        (tmp_path / f"{s:05d}.tar").write_bytes((wds / f"{s:05d}.tar").read_bytes())
+        pd.DataFrame({"key": ["x"], "status": ["success"]}).to_parquet(
+            tmp_path / f"{s:05d}.parquet")
+        (tmp_path / f"{s:05d}_stats.json").write_text("{}")
+    source = resolve_sharded(tmp_path)
+    assert source is not None and source.kind == "webdataset"
+    assert list(source.shards) == [str(tmp_path / f"{s:05d}.tar") for s in range(2)]
+    with pytest.raises(SourceError, match="image columns"):  # the sidecar has no images
+        Collection.build(tmp_path / "00000.parquet", model="toy", out=tmp_path / "c",
+                         progress=False)
+
+
 def test_items_carry_shard_key_caption_and_json(wds_coll: Collection, wds: Path):
     items = wds_coll.items
     assert len(items) == 15 and items["error"].isna().all()

@@ -110,18 +110,22 @@ def parquet(files: str | Sequence[str], *, image_column: str | None = None,
 
 
 def resolve_sharded(source: Any) -> ShardedSource | None:
-    """The sharded source ``source`` names, or None when it is a local-files source."""
+    """The sharded source ``source`` names, or None when it is a local-files source.
+
+    A folder holding both ``.tar`` and ``.parquet`` files is WebDataset: img2dataset writes a
+    metadata ``.parquet`` (without images) beside each tar.
+    """
     if isinstance(source, ShardedSource):
         return source
     if isinstance(source, (str, Path)):
         text = str(source)
-        if kind_of(text) or (_BRACE.search(text) and kind_of(_BRACE.sub("", text))):
-            shards = _expand(text, ("webdataset", "parquet"), {})
-            return ShardedSource(_one_kind(shards), tuple(shards))
-        if _is_url(text) or _shard_folder_kind(text) is not None:
-            shards = _expand(text, ("webdataset", "parquet"), {})
-            return ShardedSource(_one_kind(shards), tuple(shards))
-        return None
+        kind = kind_of(text) or (kind_of(_BRACE.sub("", text)) if _BRACE.search(text) else None)
+        kind = kind or _folder_kind(text)
+        if kind is None:
+            if _is_url(text):
+                raise SourceError(f"no .tar or .parquet shards found at {text}")
+            return None
+        return ShardedSource(kind, tuple(_expand(text, (kind,), {})))
     if (isinstance(source, (list, tuple)) and source
             and all(isinstance(s, (str, Path)) and kind_of(str(s)) for s in source)):
         shards = _expand([str(s) for s in source], ("webdataset", "parquet"), {})
@@ -271,19 +275,21 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def _shard_folder_kind(text: str) -> str | None:
-    """A local folder that holds shards and no loose images is a sharded source."""
+def _folder_kind(text: str) -> str | None:
+    """The shard kind of a folder of shards (a local one must hold no loose images)."""
     from mclip_explorer.images import is_image_path
 
-    path = Path(text).expanduser()
-    if not path.is_dir():
-        return None
-    kinds: set[str] = set()
-    for child in path.rglob("*"):
-        if child.is_file():
-            if is_image_path(child):
+    if _is_url(text):
+        fs, path = filesystem(text, {})
+        names = fs.find(path) if fs.isdir(path) else []
+    else:
+        folder = Path(text).expanduser()
+        if not folder.is_dir():
+            return None
+        names = []
+        for child in folder.rglob("*"):
+            if child.is_file() and is_image_path(child):
                 return None
-            kind = kind_of(child.name)
-            if kind:
-                kinds.add(kind)
-    return kinds.pop() if len(kinds) == 1 else None
+            names.append(child.name)
+    kinds = {kind_of(str(name)) for name in names}
+    return "webdataset" if "webdataset" in kinds else "parquet" if "parquet" in kinds else None
