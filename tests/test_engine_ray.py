@@ -184,3 +184,32 @@ def test_a_killed_driver_resumes_and_encodes_only_unfinished_work(
     assert logged(rerun_log) == len(every - cached)
     assert logged(log) + logged(rerun_log) >= len(every)
     _assert_same(_state(coll.path), reference)
+
+
+class _FakeRay:
+    def __init__(self, cpus: float, gpus: int = 0) -> None:
+        self.cpus, self.gpus = cpus, gpus
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": self.cpus, "GPU": self.gpus} if self.gpus else {"CPU": self.cpus}
+
+    def available_resources(self) -> dict[str, float]:
+        return {"CPU": self.cpus}
+
+
+@pytest.mark.parametrize(("cpus", "gpus", "concurrency", "expected"), [
+    # 2 free CPUs: one actor; one CPU stays free for the read tasks; torch may use both cores.
+    (2, 0, None, {"size": 1, "num_gpus": 0, "num_cpus": 1.0, "threads": 2}),
+    # 16 free CPUs: one actor per 4 CPUs, 15 CPUs shared among them.
+    (16, 0, None, {"size": 4, "num_gpus": 0, "num_cpus": 3.75, "threads": 4}),
+    (2, 0, 3, {"size": 3, "num_gpus": 0, "num_cpus": 0.33, "threads": 1}),
+    (1, 0, None, {"size": 1, "num_gpus": 0, "num_cpus": 0.5, "threads": 1}),
+    # GPUs: one actor per GPU, each holding one.
+    (16, 2, None, {"size": 2, "num_gpus": 1, "num_cpus": 1}),
+])
+def test_actor_pool_is_sized_from_free_resources(cpus: float, gpus: int,
+                                                 concurrency: int | None, expected: dict):
+    from mclip_explorer.collection.engines.ray import pool_options
+
+    options = pool_options(_FakeRay(cpus, gpus), concurrency)
+    assert {k: options[k] for k in expected} == expected
