@@ -1,7 +1,7 @@
 """Sources a collection is built from.
 
-Folders, globs, lists and frames (``local``), and for scale WebDataset / parquet shards
-(``shards``, ``webdataset``, ``parquet``), streamed by the engines.
+Folders, globs, lists and frames live in ``local``; for scale, WebDataset / parquet shards
+(``shards``, ``webdataset``, ``parquet``) are streamed by the engines.
 """
 
 from __future__ import annotations
