@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         encoder = load_encoder(args.model, scratch)
         os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
         start = time.perf_counter()
-        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+        from mclip_explorer.collection.engines.ray import connect
+
+        connect(None)  # a local cluster of all cores, as engine="ray" starts it
         results["ray_init_s"] = round(time.perf_counter() - start, 1)
         rates: dict[str, list[float]] = {"local": [], "ray": []}
         built: dict[str, Any] = {}

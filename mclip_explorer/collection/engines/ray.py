@@ -82,9 +82,18 @@ def connect(address: str | None) -> Any:
         import ray
     except ImportError:
         raise ImportError('engine="ray" needs Ray: pip install "mclip-explorer[ray]"') from None
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING,
-                 log_to_driver=False)
+    for attempt in (1, 2):
+        if ray.is_initialized():
+            break
+        try:
+            ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING,
+                     log_to_driver=False)
+        except Exception:
+            # A new local node gets a fixed 30 s to register, which a busy machine can miss;
+            # one more try usually makes it. A remote address fails as it is.
+            ray.shutdown()
+            if address is not None or attempt == 2:
+                raise
     return ray
 
 
