@@ -19,7 +19,12 @@ import pytest
 
 from mclip_explorer.collection import Collection
 from mclip_explorer.collection.sources import parquet, webdataset
-from mclip_explorer.collection.sources.shards import expand_braces, iter_records, resolve_sharded
+from mclip_explorer.collection.sources.shards import (
+    expand_braces,
+    iter_records,
+    open_shard,
+    resolve_sharded,
+)
 from mclip_explorer.collection.store import KILL_ENV
 from mclip_explorer.errors import SourceError
 from tests.shards import add_member, colour_png, make_parquet, make_webdataset, samples
@@ -202,3 +207,23 @@ def test_killed_local_build_redoes_only_unfinished_shards(wds: Path, wds_coll: C
     pd.testing.assert_frame_equal(coll.items.drop(columns="shard"),
                                   wds_coll.items.drop(columns="shard"))
     np.testing.assert_array_equal(coll._embeddings, wds_coll._embeddings)
+
+
+def test_tar_records_are_streamed_not_read_whole(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    from mclip_explorer.collection.sources import tar_reader
+
+    (tar,) = make_webdataset(tmp_path, shards=1, per_shard=40)
+    handles = []
+
+    def spy(url: str, options: dict) -> object:
+        handle = open_shard(url, options)
+        handles.append(handle)
+        return handle
+
+    monkeypatch.setattr(tar_reader, "open_shard", spy)
+    records = iter_records(webdataset(str(tar)), str(tar))
+    first = next(records)
+    assert first.key == samples(0, 40)[0][0]
+    assert handles[0].tell() < tar.stat().st_size / 4  # memory is bounded by a few samples
+    assert len([first, *records]) == 40

@@ -202,11 +202,11 @@ def shard_digest(kind: str, url: str, options: str, storage_options: dict[str, A
 def iter_records(source: ShardedSource, url: str) -> Iterator[Record]:
     """Stream the records of one shard; damage becomes failed records, never an exception."""
     if source.kind == "webdataset":
-        from mclip_explorer.collection.sources.webdataset import iter_tar_records
+        from mclip_explorer.collection.sources.tar_reader import iter_tar_records
 
         yield from iter_tar_records(url, source.storage_options)
     else:
-        from mclip_explorer.collection.sources.parquet import iter_parquet_records
+        from mclip_explorer.collection.sources.parquet_reader import iter_parquet_records
 
         yield from iter_parquet_records(url, source.image_column, source.storage_options)
 
@@ -220,10 +220,10 @@ def read_item_image(row: Any, storage_options: dict[str, Any] | None = None) -> 
     shard, key = row.get("shard"), row.get("key")
     options = storage_options or {}
     if kind_of(str(shard)) == "parquet":
-        from mclip_explorer.collection.sources.parquet import read_parquet_image
+        from mclip_explorer.collection.sources.parquet_reader import read_parquet_image
 
         return read_parquet_image(str(shard), row.get("row"), options)
-    from mclip_explorer.collection.sources.webdataset import read_tar_image
+    from mclip_explorer.collection.sources.tar_reader import read_tar_image
 
     return read_tar_image(str(shard), str(key), row.get("member_offset"),
                           row.get("bytes"), options)
