@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import building, engines, search, store
+from mclip_explorer._files import is_writable_folder
+from mclip_explorer.collection import _commit, building, engines, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import first_map
+from mclip_explorer.collection.replacing import check_replace
 from mclip_explorer.collection.sources import item_identity, text_items
+from mclip_explorer.collection.sources.local import SourceItems
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
 
@@ -54,6 +57,7 @@ class Collection:
         self._encoder = encoder
         self._device = device
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
+        self.read_only = False  # set by open(); a read-only collection is never written to
 
     # ------------------------------------------------------------------------ construction
     @classmethod
@@ -61,12 +65,13 @@ class Collection:
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
               shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
-              engine: str = "local", address: str | None = None,
+              overwrite: bool = False, engine: str = "local", address: str | None = None,
               concurrency: int | None = None) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
-        were added encodes only those. An existing collection at ``out`` is replaced.
+        were added encodes only those. A collection of another source at ``out`` is refused
+        unless ``overwrite=True``.
 
         Args:
             source: A folder, glob, list of paths, DataFrame with a ``path`` column, a
@@ -82,27 +87,60 @@ class Collection:
             precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
             shard_size: Items per flushed cache shard: at most this much work is redone.
             map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+            overwrite: Replace a collection at ``out`` that holds none of the source's files.
             engine: ``"local"`` (this process) or ``"ray"`` (Ray Data and an actor pool;
                 ``pip install "mclip-explorer[ray]"``); both give the same collection.
             address: Ray cluster to use (``"auto"``, ``"ray://head:10001"``); default: the
                 connected one, else a new local cluster.
             concurrency: Ray encoder actors (default: one per GPU, else from free CPUs).
+
+        Raises:
+            CollectionError: ``out`` holds a collection of another source (and not
+                ``overwrite``), or is a folder of other files.
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
         engines.check_engine(engine, address, concurrency)
-        store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
+        # A bad folder or another collection fails before a slow model load.
+        target = store.prepare_out(out, create=False)
         items = engines.resolve(source)
+        if isinstance(items, SourceItems):  # sharded sources carry no file paths to compare
+            check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = engines.encode(
             folder, items, encoder, engine=engine, model=model,
             device=device, batch_size=batch_size, num_workers=num_workers,
             shard_size=shard_size, progress=progress, address=address, concurrency=concurrency)
+        return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
+                             map_method=map_method, progress=progress)
+
+    @classmethod
+    def from_embeddings(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
+                        out: str | Path, vectors_model: str | None = None,
+                        column: str | None = None, texts: bool = True,
+                        device: str | None = None, progress: bool = True,
+                        precision: str = "float16", map_method: str = "auto") -> Collection:
+        """Open embeddings made elsewhere (clip-retrieval, LAION, parquet, DataFrame) unencoded.
+
+        See :func:`mclip_explorer.collection.imported.from_embeddings` and docs/interop.md.
+        """
+        from mclip_explorer.collection.imported import from_embeddings
+
+        return from_embeddings(cls, source, model=model, out=out, vectors_model=vectors_model,
+                               column=column, texts=texts, device=device, progress=progress,
+                               precision=precision, map_method=map_method)
+
+    @classmethod
+    def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
+                  *, device: str | None, precision: str, map_method: str, progress: bool,
+                  extra: dict[str, Any] | None = None) -> Collection:
+        """Index, map and commit a new collection from its item rows and their vectors."""
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
         frame = building.normalise_items(frame)
         manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
                                       precision, building.PREPROCESS_VERSION)
+        manifest.update(extra or {})
         coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
                    np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
         coll._embeddings = vectors
@@ -113,20 +151,28 @@ class Collection:
                                                         good, len(frame), map_method, progress)
         if params is not None:
             manifest["projection"] = params
+        texts = coll._live_ids("text")
+        if len(texts):  # imported caption vectors: their own index, placed on the image map
+            coll._indexes["text"] = building.index_vectors(coll._new_index(), texts,
+                                                           vectors[texts], progress=progress)
+            coll._coords[texts], coll._stretch[texts] = coll.place(vectors[texts])
         store.checkpoint("assembled")
         coll._commit(set(store.ROLES))
         return coll
 
     @classmethod
     def open(cls, path: str | Path, *, model: str | Encoder | None = None,
-             device: str | None = None) -> Collection:
-        """Open a collection folder; nothing in it is executed or unpickled.
+             device: str | None = None, read_only: bool | None = None) -> Collection:
+        """Open a collection folder; nothing in it is executed or unpickled, nothing written.
 
         Args:
             path: The collection folder.
             model: ``None`` loads the collection's own model on the first text/image query;
                 a name or Encoder is loaded now and must match the collection's fingerprint.
             device: Device for the model.
+            read_only: Never write to the folder (thumbnails go to the user's cache folder;
+                ``add``/``remove`` refuse). ``None`` (default): read-only when the folder cannot
+                be written (permissions, a read-only mount), decided without writing.
 
         Raises:
             CollectionError: Missing, damaged or incompatible collection.
@@ -139,6 +185,7 @@ class Collection:
             # A writer may have switched generations (and deleted the old files) between our
             # reading the manifest and the files: that is a retry, not damage.
             coll = cls._load(folder, device)
+        coll.read_only = not is_writable_folder(folder) if read_only is None else read_only
         if model is not None:
             coll._encoder = coll._checked(load_encoder(model, device))
         return coll
@@ -239,12 +286,19 @@ class Collection:
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
         """Array form of :meth:`search` for many vectors: ``(ids, scores)``, each ``(n, k)``.
 
-        Rows are normalised first; missing hits are padded with id -1 and score NaN.
+        Rows are normalised first; ``k`` is clamped to the live item count (before anything is
+        allocated); missing hits are padded with id -1 and score NaN.
         """
         from mclip_explorer.models import normalize
 
         vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         return self._index(kind).query(vectors, k, ef=ef)
+
+    def export(self, format: str, path: str | Path, **options: Any) -> Path:
+        """Write the collection for another tool; see :func:`.exporting.export` for formats."""
+        from mclip_explorer.collection.exporting import export
+
+        return export(self, format, path, **options)
 
     def thumbnail(self, item_id: int, size: int = 128) -> bytes:
         """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""
@@ -363,9 +417,12 @@ class Collection:
 
     def _commit(self, roles: set[str]) -> None:
         """Write the changed roles as a new generation and switch the manifest to it."""
+        if self.read_only:
+            raise CollectionError(f"collection {self.path} is read-only (opened with "
+                                  "read_only=True, or the folder cannot be written)")
         self._live.clear()
         try:
-            self._embeddings = store.write_generation(
+            self._embeddings = _commit.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
         except BaseException:
