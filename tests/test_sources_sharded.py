@@ -185,6 +185,20 @@ def test_add_skips_known_samples_and_adds_new_shards(wds: Path, tmp_path: Path):
     assert len(new) == 5 and set(coll.items.loc[new, "shard"]) == {str(wds / "00002.tar")}
 
 
+def test_building_other_shards_over_a_collection_needs_overwrite(wds: Path, tmp_path: Path):
+    from mclip_explorer.errors import CollectionError
+
+    out = tmp_path / "c"
+    Collection.build(f"{wds}/00000.tar", model="toy", out=out, progress=False)
+    with pytest.raises(CollectionError, match="overwrite=True"):
+        Collection.build(f"{wds}/00001.tar", model="toy", out=out, progress=False)
+    grown = Collection.build(f"{wds}/{{00000..00001}}.tar", model="toy", out=out, progress=False)
+    assert len(grown) == 10  # shares a shard: the same source, grown
+    other = Collection.build(f"{wds}/00002.tar", model="toy", out=out, progress=False,
+                             overwrite=True)
+    assert set(other.items["shard"]) == {str(wds / "00002.tar")}
+
+
 CHILD = textwrap.dedent("""
     import sys
     from mclip_explorer.collection import Collection

@@ -19,9 +19,7 @@ from mclip_explorer.collection import _commit, building, engines, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import first_map
-from mclip_explorer.collection.replacing import check_replace
 from mclip_explorer.collection.sources import item_identity, text_items
-from mclip_explorer.collection.sources.local import SourceItems
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
 
@@ -104,8 +102,7 @@ class Collection:
         # A bad folder or another collection fails before a slow model load.
         target = store.prepare_out(out, create=False)
         items = engines.resolve(source)
-        if isinstance(items, SourceItems):  # sharded sources carry no file paths to compare
-            check_replace(target, items, overwrite=overwrite)
+        engines.check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = engines.encode(

@@ -30,6 +30,39 @@ def resolve(source: Any) -> SourceItems | ShardedSource:
     return sharded if sharded is not None else read_source(source)
 
 
+def check_replace(folder: Path, source: SourceItems | ShardedSource, *, overwrite: bool) -> None:
+    """Refuse to build over a collection of another source (see :mod:`..replacing`).
+
+    A sharded source is the same source when it shares at least one shard with the collection.
+
+    Raises:
+        CollectionError: ``folder`` holds a collection of none of the source's files or shards
+            and ``overwrite`` is false.
+    """
+    from mclip_explorer.collection import replacing, store
+    from mclip_explorer.errors import CollectionError
+
+    if isinstance(source, SourceItems):
+        replacing.check_replace(folder, source, overwrite=overwrite)
+        return
+    if overwrite or not (folder / store.MANIFEST).is_file():
+        return
+    import pandas as pd
+
+    try:
+        manifest = store.read_manifest(folder)
+        stored = pd.read_parquet(folder / manifest["files"]["items"]["name"])
+    except (CollectionError, OSError, ValueError, KeyError, TypeError):
+        return  # a damaged collection is left to the build, which replaces it
+    old = set(stored["shard"].dropna()) if "shard" in stored.columns else set()
+    if old & set(source.shards) or len(stored) == 0:
+        return
+    raise CollectionError(
+        f"{folder} already holds a collection of {len(stored)} items, none of them from "
+        f"{source.description}; building there would replace it. Pass overwrite=True "
+        "(command line: --overwrite) to replace it, or choose another out folder.")
+
+
 def check_engine(engine: str, address: str | None = None,
                  concurrency: int | None = None) -> str:
     """Validate the engine settings (before any slow work)."""
