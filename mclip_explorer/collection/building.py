@@ -14,7 +14,7 @@ import hashlib
 import io
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,18 +321,9 @@ def encode_images(
     try:
         for number, start in enumerate(range(0, len(pending), shard_size), start=1):
             chunk = pending[start:start + shard_size]
-            vectors = np.full((len(chunk), cache.dim), np.nan, dtype=np.float32)
-            reasons = [""] * len(chunk)
-            images = [payload for _, payload in chunk]
-            for batch in encoder.iter_image_batches(images, batch_size=batch_size,
-                                                    num_workers=num_workers, errors="report"):
-                vectors[batch.indices] = batch.embeddings
-                for position, reason in batch.failures.items():
-                    reasons[position] = reason
-                if bar is not None:
-                    bar.update(len(batch.indices) + len(batch.failures))
-            for row in np.flatnonzero(np.isnan(vectors[:, 0])):
-                reasons[row] = reasons[row] or "the encoder returned no embedding"
+            vectors, reasons = encode_batch(encoder, [payload for _, payload in chunk],
+                                            batch_size=batch_size, num_workers=num_workers,
+                                            on_batch=None if bar is None else bar.update)
             store.checkpoint(f"shard-encoded:{number}")
             cache.add_shard([key for key, _ in chunk], vectors, reasons)
             store.checkpoint(f"shard:{number}")
@@ -340,6 +331,28 @@ def encode_images(
         if bar is not None:
             bar.close()
     return len(pending)
+
+
+def encode_batch(encoder: Encoder, payloads: Sequence[Any], *, batch_size: int = 32,
+                 num_workers: int | None = None,
+                 on_batch: Callable[[int], object] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Encode images: the one encoding step of every engine (local loop and Ray actors).
+
+    Returns:
+        ``(n, dim)`` float32 (NaN rows for failures) and each item's failure reason ("" = ok).
+    """
+    vectors = np.full((len(payloads), encoder.dim), np.nan, dtype=np.float32)
+    reasons = [""] * len(payloads)
+    for batch in encoder.iter_image_batches(list(payloads), batch_size=batch_size,
+                                            num_workers=num_workers, errors="report"):
+        vectors[batch.indices] = batch.embeddings
+        for position, reason in batch.failures.items():
+            reasons[position] = reason
+        if on_batch is not None:
+            on_batch(len(batch.indices) + len(batch.failures))
+    for row in np.flatnonzero(np.isnan(vectors[:, 0])):
+        reasons[row] = reasons[row] or "the encoder returned no embedding"
+    return vectors, reasons
 
 
 def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], *,
@@ -355,9 +368,12 @@ def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], 
 
 
 def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | None,
-                   num_workers: int | None, shard_size: int,
-                   progress: bool) -> tuple[pd.DataFrame, np.ndarray]:
-    """Hash, encode (cache misses only) and look up a source; returns its rows and vectors."""
+                  num_workers: int | None, shard_size: int, progress: bool,
+                  encode: Callable[..., int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Hash, encode (cache misses only) and look up a source; returns its rows and vectors.
+
+    ``encode`` replaces :func:`encode_images` (same arguments): the Ray engine's hook.
+    """
     cache_root = folder / store.CACHE_DIR
     known = load_file_facts(cache_root)
     hashed = hash_payloads(items.payloads, progress=progress, known=known)
@@ -374,8 +390,9 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
         paths[position] = str(target)
     cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]
-    encode_images(encoder, cache, hashed.sha256, payloads, batch_size=batch_size or 32,
-                           num_workers=num_workers, shard_size=shard_size, progress=progress)
+    (encode or encode_images)(encoder, cache, hashed.sha256, payloads,
+                              batch_size=batch_size or 32, num_workers=num_workers,
+                              shard_size=shard_size, progress=progress)
     vectors, reasons = cache.lookup(hashed.sha256)
     for position, reason in hashed.errors.items():
         reasons[position] = reason

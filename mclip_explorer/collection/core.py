@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer._files import is_writable_folder
-from mclip_explorer.collection import _commit, building, search, store
+from mclip_explorer.collection import _commit, building, engines, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.layout import MAP_SAMPLE, first_map
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import PLACE_K
-from mclip_explorer.collection.replacing import check_replace
-from mclip_explorer.collection.sources import read_source, text_items
+from mclip_explorer.collection.sources import item_identity, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
 
@@ -65,7 +64,8 @@ class Collection:
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
               shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
-              map_sample: int = MAP_SAMPLE, overwrite: bool = False) -> Collection:
+              map_sample: int = MAP_SAMPLE, overwrite: bool = False, engine: str = "local",
+              address: str | None = None, concurrency: int | None = None) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
@@ -73,8 +73,10 @@ class Collection:
         unless ``overwrite=True``.
 
         Args:
-            source: A folder, glob, list of paths, DataFrame with a ``path`` column or a
-                ``datasets.Dataset`` (see :mod:`mclip_explorer.collection.sources`).
+            source: A folder, glob, list of paths, DataFrame with a ``path`` column, a
+                ``datasets.Dataset``, or WebDataset / parquet shards (a brace pattern, glob,
+                folder or list, local or fsspec URLs; see
+                :mod:`mclip_explorer.collection.sources`).
             model: Registry name or an :class:`Encoder`.
             out: The collection folder (created; must be empty, or a collection).
             batch_size: Images per forward pass (default 32).
@@ -87,6 +89,11 @@ class Collection:
             map_sample: Above this many images UMAP is fitted on a seeded sample of this size
                 and the other images are placed from their nearest sampled images.
             overwrite: Replace a collection at ``out`` that holds none of the source's files.
+            engine: ``"local"`` (this process) or ``"ray"`` (Ray Data and an actor pool;
+                ``pip install "mclip-explorer[ray]"``); both give the same collection.
+            address: Ray cluster to use (``"auto"``, ``"ray://head:10001"``); default: the
+                connected one, else a new local cluster.
+            concurrency: Ray encoder actors (default: one per GPU, else from free CPUs).
 
         Raises:
             CollectionError: ``out`` holds a collection of another source (and not
@@ -94,14 +101,17 @@ class Collection:
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
+        engines.check_engine(engine, address, concurrency)
         # A bad folder or another collection fails before a slow model load.
         target = store.prepare_out(out, create=False)
-        items = read_source(source)
-        check_replace(target, items, overwrite=overwrite)
+        items = engines.resolve(source)
+        engines.check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
-        frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
-                                                shard_size, progress)
+        frame, vectors = engines.encode(
+            folder, items, encoder, engine=engine, model=model,
+            device=device, batch_size=batch_size, num_workers=num_workers,
+            shard_size=shard_size, progress=progress, address=address, concurrency=concurrency)
         return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
                              map_method=map_method, map_sample=map_sample, progress=progress)
 
@@ -325,23 +335,31 @@ class Collection:
 
     # ---------------------------------------------------------------------------- growing
     def add(self, source: Any, *, batch_size: int | None = None, num_workers: int | None = None,
-            progress: bool = True) -> np.ndarray:
+            progress: bool = True, engine: str = "local", address: str | None = None,
+            concurrency: int | None = None) -> np.ndarray:
         """Encode only the new items of ``source``, index them and place them on the map.
 
-        A file already in the collection under the same path with the same content is skipped;
-        one whose content changed replaces the old item (which is removed).
+        An item already in the collection under the same identity (its path, or its shard and
+        key) with the same content is skipped; one whose content changed replaces the old item
+        (which is removed). ``engine``, ``address``, ``concurrency``: as in :meth:`build`.
 
         Returns:
             The ids of the added items.
         """
-        items = read_source(source)
+        engines.check_engine(engine, address, concurrency)
+        items = engines.resolve(source)
         known = self._items[(self._items["kind"] == "image") & ~self._items["deleted"]]
-        known_sha = dict(zip(known["path"], known["sha256"], strict=True))
-        frame, vectors = building.encode_source(self.path, items, self.encoder, batch_size,
-                                                num_workers, building.SHARD_SIZE, progress)
+        known_ids = item_identity(known)
+        known_sha = dict(zip(known_ids, known["sha256"], strict=True))
+        frame, vectors = engines.encode(
+            self.path, items, self.encoder, engine=engine,
+            device=self._device, batch_size=batch_size,
+            num_workers=num_workers, progress=progress, address=address, concurrency=concurrency)
+        new_ids = item_identity(frame)
         same = np.array([p is not None and known_sha.get(p) == s
-                         for p, s in zip(frame["path"], frame["sha256"], strict=True)], dtype=bool)
-        replaced = known.index[known["path"].isin(frame["path"][~same].dropna())].to_numpy()
+                         for p, s in zip(new_ids, frame["sha256"], strict=True)], dtype=bool)
+        changed = {p for p, keep in zip(new_ids, same, strict=True) if p is not None and not keep}
+        replaced = known.index[[p in changed for p in known_ids]].to_numpy()
         if same.all():
             return np.empty(0, dtype=np.int64)  # nothing new: no new generation either
         return self._append(frame[~same].reset_index(drop=True), vectors[~same], replaced)
