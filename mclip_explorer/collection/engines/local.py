@@ -34,7 +34,7 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
     cache = building.EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     plans = ledger.plan(cache, source)
     todo = [item for item in plans if not item.done]
-    bar = building._bar(len(todo), "shards", "shard", progress)
+    bar = building.progress_bar(len(todo), "shards", "shard", progress)
     encoded = 0
     for number, item in enumerate(todo, start=1):
         rows = []
