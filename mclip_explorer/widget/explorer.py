@@ -33,6 +33,7 @@ from mclip_explorer.widget.codecs import (
     to_buffer,
 )
 from mclip_explorer.widget.views import AnalysisViews
+from mclip_explorer.widget.viewport import LOD_POINTS, LOD_THRESHOLD, MapDetail
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
 MAX_K = 100
@@ -41,14 +42,15 @@ MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
 _log = logging.getLogger(__name__)
 
 
-class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
+class ExplorerWidget(MapDetail, AnalysisViews, anywidget.AnyWidget):
     """Map of a collection with a multilingual query box, a gallery and two-way selection.
 
     Use :func:`mclip_explorer.explore` to make one. ``selection`` is a DataFrame of the items
     lassoed on the map (live, debounced) and may be set from Python; ``highlight(ids)`` marks
     items; ``results`` holds the DataFrame of every query on the map. The analysis views
     (``color_by_zero_shot``, ``show_gap``, ``show_lanes``, ``show_duplicates``, ``show_hubs``)
-    come from :class:`~mclip_explorer.widget.views.AnalysisViews`.
+    come from :class:`~mclip_explorer.widget.views.AnalysisViews`; maps above ``lod_threshold``
+    points are drawn with a level of detail (:class:`~mclip_explorer.widget.viewport.MapDetail`).
     """
 
     # anywidget reads the file when the class is made; without a build, __init__ says what to do.
@@ -79,7 +81,8 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     """DataFrame of the selected items' rows of ``collection.items`` (not synced: built here)."""
 
     def __init__(self, collection: Any, *, color_by: str | None = None, k: int = 10,
-                 thumb_size: int = 96, **kwargs: Any) -> None:
+                 thumb_size: int = 96, lod_threshold: int = LOD_THRESHOLD,
+                 lod_points: int = LOD_POINTS, **kwargs: Any) -> None:
         """Build the widget state of a collection.
 
         Args:
@@ -88,6 +91,10 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
                 user metadata column, else ``"kind"``).
             k: Nearest images per query (1-100).
             thumb_size: Gallery thumbnail size in pixels (16-512).
+            lod_threshold: Above this many points the map shows a density overview plus a
+                sample, and fetches the points of the viewport on zoom and pan.
+            lod_points: Most points drawn at once in that mode (query hits, highlights and a
+                bounded part of the selection come on top).
             **kwargs: Passed on to ``anywidget.AnyWidget``.
         """
         if not _BUNDLE.is_file():
@@ -109,14 +116,17 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             alive &= ~items["deleted"].to_numpy(dtype=bool)
         self._point_ids = np.flatnonzero(alive)
         self._init_views()
+        self._init_detail(lod_threshold, lod_points)
+        shown = self._initial_points()  # rows of _point_ids the page gets now
         columns = colour_columns(items)
         chosen = color_by if color_by is not None else _default_colour(items, columns)
         if chosen not in columns:
             raise ValueError(f"color_by={chosen!r} is not a column; choose from {columns}")
         super().__init__(
-            _coords=to_buffer(coords[alive], "float32"),
-            _ids=to_buffer(self._point_ids, "uint32"),
-            _kinds=to_buffer((items["kind"].to_numpy()[alive] == "text"), "uint8"),
+            _coords=to_buffer(coords[self._point_ids[shown]], "float32"),
+            _ids=to_buffer(self._point_ids[shown], "uint32"),
+            _kinds=to_buffer(items["kind"].to_numpy()[self._point_ids[shown]] == "text", "uint8"),
+            _lod=self._lod_state,
             n_items=len(items),
             model_name=str(getattr(collection, "model_name", "")),
             color_columns=columns,
@@ -168,10 +178,14 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     def _recolour(self, column: str) -> None:
         values, opacity = self._colour_source(column)
         codes, labels = encode_column(values)
+        alpha = (np.empty(0, np.float32) if opacity is None
+                 else np.nan_to_num(opacity, nan=0.8).astype(np.float32))
+        self._colours = (codes, alpha)  # per item: viewport replies pick their points' values
+        shown = self._point_ids[self._shown]
         with self.hold_sync():  # one message: the front end redraws once, with all three
             self._color_labels = labels
-            self._color_opacity = self._opacity_buffer(opacity)
-            self._color_codes = to_buffer(codes[self._point_ids], "uint8")
+            self._color_opacity = to_buffer(alpha[shown] if len(alpha) else alpha, "float32")
+            self._color_codes = to_buffer(codes[shown], "uint8")
 
     # ------------------------------------------------------------------- front-end requests
     def _on_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
@@ -179,7 +193,7 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             return  # not one of our requests (e.g. anywidget's own messages)
         rid = content["rid"]
         handlers = {"search": self._search, "thumbs": self._thumbs, "item": self._item,
-                    "forget": self._forget}
+                    "forget": self._forget, "viewport": self._viewport, "select": self._select}
         op = content.get("op")
         try:
             if op not in handlers:
