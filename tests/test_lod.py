@@ -112,7 +112,8 @@ def test_lasso_selection_matches_a_brute_force(seed: int) -> None:
     # A random star-shaped (simple) polygon, like a hand-drawn lasso.
     angles = np.sort(rng.uniform(0, 2 * np.pi, 40))
     radii = rng.uniform(1.5, 4.5, 40)
-    poly = np.stack([np.cos(angles) * radii, np.sin(angles) * radii], axis=1) + rng.uniform(-1, 1, 2)
+    poly = np.stack([np.cos(angles) * radii, np.sin(angles) * radii], axis=1)
+    poly += rng.uniform(-1, 1, 2)
     mask = in_polygon(xy, poly)
     expected = [winding(x, y, [tuple(p) for p in poly.tolist()]) for x, y in xy.tolist()]
     assert mask.tolist() == expected

@@ -138,7 +138,7 @@ def test_bad_lod_settings_are_refused(coll: Any) -> None:
 def test_gap_layout_in_lod_mode_is_fetched_by_viewport(lod: Front, coll: Any) -> None:
     gap = lod.widget.show_gap()
     assert lod.widget._gap_coords is None  # not sent whole
-    reply, buffers = lod.request("viewport", layout="gap-corrected")
+    _reply, buffers = lod.request("viewport", layout="gap-corrected")
     ids = u32(buffers[1])
     np.testing.assert_allclose(f32(buffers[0]).reshape(-1, 2),
                                gap.coords(corrected=True)[ids], rtol=1e-6)

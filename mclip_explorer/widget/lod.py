@@ -139,7 +139,7 @@ class MapIndex:
         bounds = self.bounds() if bounds is None else bounds
         cols, rows = self._cell_range(bounds)
         block = self.counts[rows[0]:rows[1], cols[0]:cols[1]]
-        step = max(1, math.ceil(max(block.shape + (1,)) / max_bins))
+        step = max(1, math.ceil(max((*block.shape, 1)) / max_bins))
         h = -(-block.shape[0] // step) * step
         w = -(-block.shape[1] // step) * step
         padded = np.zeros((h, w), np.float32)
