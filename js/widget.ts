@@ -1,13 +1,15 @@
 // Wiring only: traits and DOM events in, calls into the small modules out.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { deinterleave, idsToView, toFloat32, toUint32, toUint8 } from "./codecs.ts";
+import { deinterleave, toFloat32, toUint32, toUint8 } from "./codecs.ts";
 import { Gallery } from "./gallery.ts";
+import { initialGrid, LodView } from "./lod.ts";
 import { ExplorerMap } from "./map.ts";
 import type { Model } from "./model.ts";
 import { QueryStore } from "./queries.ts";
 import { Rpc } from "./rpc.ts";
 import { type Query, search } from "./search.ts";
 import css from "./styles.css";
+import type { Shape } from "./shapes.ts";
 import { ThumbCache } from "./thumbs.ts";
 import type { Pinned } from "./panels.ts";
 import { Tooltip } from "./tooltip.ts";
@@ -18,7 +20,10 @@ function render({ model, el }: RenderProps<Model>): () => void {
   const ui = buildUi(el, css);
   const xy = deinterleave(toFloat32(model.get("_coords")));
   const points = { ...xy, ids: toUint32(model.get("_ids")), kinds: toUint8(model.get("_kinds")) };
-  const base = `${points.ids.length.toLocaleString()} points · ${model.get("model_name")}`;
+  const lodState = model.get("_lod");
+  const grid = initialGrid(lodState); // null: every point is here, no level of detail
+  const total = "total" in lodState ? lodState.total : points.ids.length;
+  const base = `${total.toLocaleString()} points · ${model.get("model_name")}`;
   const rpc = new Rpc(model, (n, note) => setBusy(ui, n, note, base));
   setBusy(ui, 1, "drawing the map", base);
   const thumbs = new ThumbCache(rpc, () => model.get("thumb_size"));
@@ -42,6 +47,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
         if (image.byteLength) thumbs.put(found.result.ids[i], image);
       });
       store.add(found.result);
+      lod?.refresh(); // its hits become real, hoverable points at any zoom
       performance.mark("mx:reply");
       await refresh();
       performance.mark("mx:painted");
@@ -62,25 +68,59 @@ function render({ model, el }: RenderProps<Model>): () => void {
     onClick: (id) => void run({ id }),
     onHover: (id, event) => tooltip.show(id, event),
     onUnhover: () => tooltip.hide(),
-    onSelect: (ids) => {
-      model.set("selected_ids", idsToView(ids));
-      model.save_changes();
-    },
-  });
+    onSelect: (shape, final) => void select(shape, final),
+    onView: (range) => lod?.request(range),
+  }, model.get("n_items"), grid !== null);
+  let colours = { codes: toUint8(model.get("_color_codes")), opacity: toFloat32(model.get("_color_opacity")) };
+  const draw = (): Promise<void> => map.draw(colours.codes, model.get("_color_labels"), colours.opacity);
+  const lod = grid && new LodView(rpc, () => model.get("map_view"), async (detail) => {
+    map.setPoints(detail.points);
+    map.setDensity(detail.density, !detail.complete);
+    colours = { codes: detail.codes, opacity: detail.opacity };
+    ui.map.dataset.complete = String(detail.complete);
+    ui.map.dataset.shown = String(detail.points.ids.length);
+    await draw();
+    ui.map.dataset.detailAt = String(Date.now()); // epoch ms, read by bench/widget.py
+  }, (message) => showError(ui, message));
+  if (grid && "total" in lodState) {
+    map.setDensity(grid, !lodState.complete);
+    ui.map.dataset.complete = String(lodState.complete);
+  }
+  // Box and lasso go to the kernel, which selects over every point and sets selected_ids.
+  const select = async (shape: Shape | null, final: boolean): Promise<void> => {
+    try {
+      const payload = shape ? { shape: shape.kind, layout: model.get("map_view"), final } : { shape: "none" };
+      const buffers = shape ? [new DataView(shape.values.buffer)] : [];
+      await rpc.request("select", payload, buffers, "selecting", 60_000, !final);
+    } catch (error) {
+      showError(ui, error instanceof Error ? error.message : String(error));
+    }
+  };
   const gallery = new Gallery(ui.gallery, thumbs, {
     onPick: (id) => void run({ id }),
     onRemove: removeQuery,
   });
 
+  // Highlight and selection are drawn with the points, in the same render.
+  void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
+  void map.setOverlay("selection", toUint32(model.get("selected_ids")));
   const recolour = async (): Promise<void> => {
-    await map.draw(toUint8(model.get("_color_codes")), model.get("_color_labels"),
-      toFloat32(model.get("_color_opacity")));
-    await map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
-    await map.setOverlay("selection", toUint32(model.get("selected_ids")));
+    if (lod) {
+      lod.refresh(); // the viewport's points come back with their new colours
+      return;
+    }
+    colours = { codes: toUint8(model.get("_color_codes")), opacity: toFloat32(model.get("_color_opacity")) };
+    await draw();
   };
   const onError = (): void => showError(ui, model.get("error"));
-  const onHighlight = (): void => void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
-  const onSelection = (): void => void map.setOverlay("selection", toUint32(model.get("selected_ids")));
+  const onHighlight = (): void => {
+    void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
+    lod?.refresh(); // highlighted items become drawn points
+  };
+  const onSelection = (): void => {
+    void map.setOverlay("selection", toUint32(model.get("selected_ids")));
+    lod?.refresh(100);
+  };
   // Codes, labels and opacity arrive together but fire one event each (and any one may be the
   // only one that changed): redraw once per batch.
   let recolourQueued = false;
@@ -95,7 +135,8 @@ function render({ model, el }: RenderProps<Model>): () => void {
   const onColumns = (): void => fillPicker(ui.picker, model.get("color_columns"), model.get("color_by"));
 
   const views = wireViews({
-    model, ui, map, points, store, redraw: recolour, refresh,
+    model, ui, map, points, store, lod, redraw: recolour, refresh,
+    hasText: "total" in lodState ? lodState.has_text : points.kinds.some((k) => k === 1),
     pin: (row) => {
       pinned = row;
       void refresh();
@@ -126,7 +167,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
   onError();
   const resize = new ResizeObserver(() => map.resize());
   resize.observe(ui.map);
-  void recolour()
+  void draw() // the one render at load: points, colours, highlight and selection together
     .then(() => views.start())
     .then(() => {
       ui.map.dataset.ready = "true";
@@ -144,6 +185,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
       ["change:color_by", onColumns], ["change:color_columns", onColumns]] as const) {
       (model as AnyModel<Model>).off(event, fn);
     }
+    lod?.dispose();
     rpc.dispose();
     thumbs.dispose();
     map.destroy();

@@ -1,0 +1,126 @@
+// Level of detail: above the kernel's threshold the map holds a density grid plus a bounded set
+// of real points; after each pan or zoom this asks the kernel for the viewport's points
+// (mclip_explorer/widget/viewport.py) and hands them to the map. Stale answers are dropped.
+import { toFloat32, toUint32, toUint8 } from "./codecs.ts";
+import type { Points } from "./map.ts";
+import type { LodState, MapView } from "./model.ts";
+import type { Reply, Rpc } from "./rpc.ts";
+
+/** Point counts on a grid: counts[row * cols + col] covers x0 + col * dx (row 0 at y0). */
+export interface DensityGrid {
+  counts: Float32Array;
+  rows: number;
+  cols: number;
+  x0: number;
+  y0: number;
+  dx: number;
+  dy: number;
+}
+
+/** What the map draws in one level-of-detail state. */
+export interface Detail {
+  points: Points;
+  codes: Uint8Array;
+  opacity: Float32Array;
+  density: DensityGrid;
+  complete: boolean; // every point of the requested area is drawn
+}
+
+export type Range = { x: [number, number]; y: [number, number] };
+
+export function parseGrid(grid: unknown, counts: Float32Array): DensityGrid {
+  const [x0, y0, dx, dy, rows, cols] = (grid as number[]).map(Number);
+  if (counts.length !== rows * cols) throw new Error(`density grid of ${counts.length} values is not ${rows} x ${cols}`);
+  return { counts, rows, cols, x0, y0, dx, dy };
+}
+
+/** The density grid of the widget's initial state, or null when every point is sent. */
+export function initialGrid(state: LodState | Record<string, never>): DensityGrid | null {
+  return "total" in state ? parseGrid(state.grid, toFloat32(state.density)) : null;
+}
+
+/** A viewport reply: buffers xy (f32), ids (u32), kinds (u8), codes (u8), opacity (f32), counts. */
+export function parseDetail(reply: Reply): Detail {
+  const [xy, ids, kinds, codes, opacity, counts] = reply.buffers;
+  const flat = toFloat32(xy);
+  const n = flat.length >> 1;
+  const x = new Float32Array(n);
+  const y = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    x[i] = flat[2 * i];
+    y[i] = flat[2 * i + 1];
+  }
+  return {
+    points: { x, y, ids: toUint32(ids), kinds: toUint8(kinds) },
+    codes: toUint8(codes),
+    opacity: toFloat32(opacity),
+    density: parseGrid(reply.content.grid, toFloat32(counts)),
+    complete: reply.content.complete === true,
+  };
+}
+
+/** The view grown by `margin` of its size on each side, so small pans need no new points. */
+export function grow(range: Range, margin = 0.5): Range {
+  const w = range.x[1] - range.x[0];
+  const h = range.y[1] - range.y[0];
+  return { x: [range.x[0] - margin * w, range.x[1] + margin * w],
+    y: [range.y[0] - margin * h, range.y[1] + margin * h] };
+}
+
+/** log(1 + count) per cell as plotly heatmap rows; empty cells are null (transparent). */
+export function heatRows(grid: DensityGrid): (number | null)[][] {
+  const rows: (number | null)[][] = [];
+  for (let r = 0; r < grid.rows; r++) {
+    const row = new Array<number | null>(grid.cols);
+    for (let c = 0; c < grid.cols; c++) {
+      const v = grid.counts[r * grid.cols + c];
+      row[c] = v > 0 ? Math.log1p(v) : null;
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+export class LodView {
+  private serial = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private last: Range | null = null;
+
+  constructor(
+    private readonly rpc: Rpc,
+    private readonly layout: () => MapView,
+    private readonly show: (detail: Detail) => Promise<void>,
+    private readonly fail: (message: string) => void,
+  ) {}
+
+  /** Fetch the points of a view (null: the whole map) after the pan or zoom settles. */
+  request(range: Range | null, delayMs = 80): void {
+    this.last = range;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.fetch(range), delayMs);
+  }
+
+  /** Fetch the current view again (new colours, a new query's hits, a new selection). */
+  refresh(delayMs = 0): void {
+    this.request(this.last, delayMs);
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.serial++;
+  }
+
+  private async fetch(range: Range | null): Promise<void> {
+    const serial = ++this.serial;
+    const area = range ? grow(range) : null;
+    const bounds = area ? { x0: area.x[0], x1: area.x[1], y0: area.y[0], y1: area.y[1] } : {};
+    try {
+      const reply = await this.rpc.request("viewport", { ...bounds, layout: this.layout() }, [],
+        "loading the points in view", 60_000, true);
+      if (serial !== this.serial) return; // a newer view was asked for meanwhile
+      await this.show(parseDetail(reply));
+    } catch (error) {
+      if (serial === this.serial) this.fail(error instanceof Error ? error.message : String(error));
+    }
+  }
+}
