@@ -170,6 +170,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
   void draw() // the one render at load: points, colours, highlight and selection together
     .then(() => views.start())
     .then(() => {
+      ui.map.dataset.rendersAtReady = ui.map.dataset.renders; // one at load (browser tests)
       ui.map.dataset.ready = "true";
       ui.map.dataset.readyAt = String(Date.now()); // epoch ms, read by bench/widget.py
       setBusy(ui, 0, "", base);
