@@ -67,18 +67,40 @@ export function grow(range: Range, margin = 0.5): Range {
     y: [range.y[0] - margin * h, range.y[1] + margin * h] };
 }
 
-/** log(1 + count) per cell as plotly heatmap rows; empty cells are null (transparent). */
-export function heatRows(grid: DensityGrid): (number | null)[][] {
-  const rows: (number | null)[][] = [];
+/** RGBA pixels of a density grid, top row first: log(1 + count) on a light-to-dark blue ramp,
+ * empty cells transparent. */
+export function densityPixels(grid: DensityGrid): Uint8ClampedArray<ArrayBuffer> {
+  const out = new Uint8ClampedArray(grid.rows * grid.cols * 4);
+  let top = 0;
+  for (const v of grid.counts) top = Math.max(top, Math.log1p(v));
+  const light = [226, 234, 244];
+  const dark = [42, 78, 130];
   for (let r = 0; r < grid.rows; r++) {
-    const row = new Array<number | null>(grid.cols);
+    const row = grid.rows - 1 - r; // image rows run downwards, map rows upwards
     for (let c = 0; c < grid.cols; c++) {
       const v = grid.counts[r * grid.cols + c];
-      row[c] = v > 0 ? Math.log1p(v) : null;
+      if (!(v > 0)) continue;
+      const t = top > 0 ? Math.log1p(v) / top : 1;
+      const at = 4 * (row * grid.cols + c);
+      for (let k = 0; k < 3; k++) out[at + k] = Math.round(light[k] + t * (dark[k] - light[k]));
+      out[at + 3] = Math.round(120 + 135 * t);
     }
-    rows.push(row);
   }
-  return rows;
+  return out;
+}
+
+/** A plotly layout image (the gl2d bundle has no heatmap trace) showing a density grid. */
+export function densityImage(grid: DensityGrid): Record<string, unknown> {
+  const canvas = document.createElement("canvas");
+  canvas.width = grid.cols;
+  canvas.height = grid.rows;
+  const context = canvas.getContext("2d");
+  if (context && grid.cols && grid.rows) {
+    context.putImageData(new ImageData(densityPixels(grid), grid.cols, grid.rows), 0, 0);
+  }
+  return { source: canvas.toDataURL("image/png"), xref: "x", yref: "y", x: grid.x0,
+    y: grid.y0 + grid.rows * grid.dy, sizex: grid.cols * grid.dx, sizey: grid.rows * grid.dy,
+    sizing: "stretch", layer: "below", opacity: 0.85, name: "density" };
 }
 
 export class LodView {

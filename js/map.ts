@@ -1,10 +1,10 @@
-// The plotly scattergl map: in level-of-detail mode a density heatmap first, then one trace per
-// colour category (so the legend works), a text-item trace and two overlay traces (highlight,
-// selection), always in that order so Plotly.react updates them in place. Queries go on a
+// The plotly scattergl map: one trace per colour category (so the legend works), a text-item
+// trace and two overlay traces (highlight, selection), in level-of-detail mode always all of them
+// in that order so Plotly.react updates them in place, over a density image (layout image). Queries go on a
 // separate layer (overlay.ts) so adding one never re-renders the points. Every render is
 // counted in the element's data-renders (read by the browser tests).
 import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
-import { type DensityGrid, heatRows, type Range } from "./lod.ts";
+import { type DensityGrid, densityImage, type Range } from "./lod.ts";
 import { type Locator, QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
 import { type Shape, shapeOf } from "./shapes.ts";
@@ -67,8 +67,6 @@ export class ExplorerMap {
   private overlays = { highlight: -1, selection: -1 };
   private marked: Record<"highlight" | "selection", Uint32Array> = {
     highlight: new Uint32Array(0), selection: new Uint32Array(0) };
-  private density: DensityGrid | null = null;
-  private densityShown = true;
   private drawnSize = "";
   private renders = 0;
   private layout: Record<string, unknown>;
@@ -124,8 +122,8 @@ export class ExplorerMap {
 
   /** The density layer (level of detail) and whether it is shown under the points. */
   setDensity(grid: DensityGrid | null, shown = true): void {
-    this.density = grid;
-    this.densityShown = shown;
+    const images = grid && shown ? [densityImage(grid)] : [];
+    this.layout = { ...this.layout, images };
   }
 
   /** The range shown now, or null before the first draw. */
@@ -189,15 +187,6 @@ export class ExplorerMap {
     const outline = { color: "rgba(0,0,0,0.35)", width: size >= 5 ? 0.6 : 0 };
     this.traces = [];
     this.traceIndex = [];
-    if (this.lod) {
-      const grid = this.density;
-      this.traces.push({ type: "heatmap", name: "density", hoverinfo: "skip", showscale: false,
-        showlegend: false, zsmooth: false, visible: Boolean(grid && this.densityShown),
-        colorscale: [[0, "#e8eef6"], [1, "#3a5f8f"]], opacity: 0.75,
-        ...(grid ? { z: heatRows(grid), x0: grid.x0 + grid.dx / 2, dx: grid.dx,
-          y0: grid.y0 + grid.dy / 2, dy: grid.dy } : { z: [] }) });
-      this.traceIndex.push(null);
-    }
     groups.categories.forEach((index, c) => {
       // Level of detail keeps every category (empty or not): a stable trace order.
       if (!index.length && !this.lod) return;

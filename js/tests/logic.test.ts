@@ -6,7 +6,7 @@ import { deinterleave, idsToView, toFloat32, toUint32 } from "../codecs.ts";
 import { overlap, QUERY_COLOURS, type QueryResult, QueryStore, relocate } from "../queries.ts";
 import { parsePanel, pinnedRow } from "../panels.ts";
 import { layoutOf } from "../views.ts";
-import { grow, heatRows, parseDetail } from "../lod.ts";
+import { densityPixels, grow, parseDetail } from "../lod.ts";
 import { shapeOf } from "../shapes.ts";
 
 
@@ -125,10 +125,12 @@ test("a viewport reply becomes points, colours and a density grid", () => {
   assert.deepEqual([...detail.codes], [2, 0]);
   assert.equal(detail.complete, true);
   assert.deepEqual([detail.density.rows, detail.density.cols, detail.density.y0], [2, 3, 10]);
-  const rows = heatRows(detail.density);
-  assert.deepEqual(rows[0].map((v) => v === null ? null : Number(v.toFixed(3))),
-    [null, 0.693, 1.099]);
-  assert.equal(rows[1][1], null); // an empty cell is transparent
+  const px = densityPixels(detail.density); // 2 x 3, image rows top (map row 1) first
+  const alpha = (row: number, col: number) => px[4 * (row * 3 + col) + 3];
+  assert.equal(alpha(1, 0), 0); // map row 0, col 0: empty, transparent
+  assert.equal(alpha(0, 1), 0); // map row 1, col 1: empty
+  assert.equal(alpha(0, 2), 255); // the fullest cell is opaque and darkest
+  assert.ok(alpha(1, 1) > 0 && alpha(1, 1) < alpha(1, 2));
   assert.throws(() => parseDetail({ content: { grid: [0, 0, 1, 1, 2, 2] },
     buffers: [f32(), idsToView([]), new DataView(new ArrayBuffer(0)), new DataView(new ArrayBuffer(0)), f32(), f32(1)] }));
 });

@@ -34,8 +34,9 @@ DRAWN = """() => {
   return gd.data.filter(t => !skip.has(t.name)).reduce((n, t) => n + t.x.length, 0);
 }"""
 DENSITY_VISIBLE = """() => {
-  const t = document.querySelector('.mx-map').data[0];
-  return t.type === 'heatmap' && t.visible === true;
+  const image = document.querySelector('.mx-map .imagelayer image');
+  const source = image && (image.getAttribute('xlink:href') || image.getAttribute('href'));
+  return Boolean(source && source.startsWith('data:image/png'));
 }"""
 RANGE = """() => { const fl = document.querySelector('.mx-map')._fullLayout;
   return [fl.xaxis.range.map(Number), fl.yaxis.range.map(Number)]; }"""
