@@ -20,6 +20,7 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer.collection import thumbnails
+from mclip_explorer.widget.background import BuildStatus
 from mclip_explorer.widget.codecs import (
     IDS_SERIALIZATION,
     WireError,
@@ -42,7 +43,7 @@ MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
 _log = logging.getLogger(__name__)
 
 
-class ExplorerWidget(MapDetail, AnalysisViews, anywidget.AnyWidget):
+class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget):
     """Map of a collection with a multilingual query box, a gallery and two-way selection.
 
     Use :func:`mclip_explorer.explore` to make one. ``selection`` is a DataFrame of the items
@@ -104,31 +105,18 @@ class ExplorerWidget(MapDetail, AnalysisViews, anywidget.AnyWidget):
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         thumbnails.check_size(thumb_size)
-        self.collection = collection
         self.results: dict[str, pd.DataFrame] = {}
         self.last_error: str = ""
-        # One snapshot: Collection.items copies the table on every access, and the map shown
-        # is this state anyway (items added later need a new widget).
-        self._items = items = collection.items
-        self._map_coords = coords = np.asarray(collection.coords, dtype=np.float32)
-        alive = np.isfinite(coords).all(axis=1)
-        if "deleted" in items.columns:
-            alive &= ~items["deleted"].to_numpy(dtype=bool)
-        self._point_ids = np.flatnonzero(alive)
+        self._lod_settings = (lod_threshold, lod_points)
         self._init_views()
-        self._init_detail(lod_threshold, lod_points)
-        shown = self._initial_points()  # rows of _point_ids the page gets now
+        state = self._snapshot(collection)
+        items = self._items
         columns = colour_columns(items)
         chosen = color_by if color_by is not None else _default_colour(items, columns)
         if chosen not in columns:
             raise ValueError(f"color_by={chosen!r} is not a column; choose from {columns}")
         super().__init__(
-            _coords=to_buffer(coords[self._point_ids[shown]], "float32"),
-            _ids=to_buffer(self._point_ids[shown], "uint32"),
-            _kinds=to_buffer(items["kind"].to_numpy()[self._point_ids[shown]] == "text", "uint8"),
-            _lod=self._lod_state,
-            n_items=len(items),
-            model_name=str(getattr(collection, "model_name", "")),
+            **state,
             color_columns=columns,
             color_by=chosen,
             k=k,
@@ -138,6 +126,41 @@ class ExplorerWidget(MapDetail, AnalysisViews, anywidget.AnyWidget):
         )
         self._recolour(chosen)
         self.on_msg(self._on_msg)
+
+    def _snapshot(self, collection: Any) -> dict[str, Any]:
+        """Take a collection's map state; returns the trait values the page gets for it."""
+        self.collection = collection
+        # One snapshot: Collection.items copies the table on every access, and the map shown
+        # is this state anyway (items added later need a new widget, or a _reload).
+        self._items = items = collection.items
+        self._map_coords = coords = np.asarray(collection.coords, dtype=np.float32)
+        alive = np.isfinite(coords).all(axis=1)
+        if "deleted" in items.columns:
+            alive &= ~items["deleted"].to_numpy(dtype=bool)
+        self._point_ids = np.flatnonzero(alive)
+        self._gap = None
+        self._init_detail(*self._lod_settings)
+        rows = self._point_ids[self._initial_points()]  # all points, or the overview's sample
+        return {"_coords": to_buffer(coords[rows], "float32"), "_ids": to_buffer(rows, "uint32"),
+                "_kinds": to_buffer(items["kind"].to_numpy()[rows] == "text", "uint8"),
+                "_lod": self._lod_state, "n_items": len(items),
+                "model_name": str(getattr(collection, "model_name", ""))}
+
+    def _reload(self, collection: Any) -> None:
+        """Show another state of the collection (a background build's new step) in place."""
+        state = self._snapshot(collection)
+        columns = colour_columns(self._items)
+        chosen = self.color_by if self.color_by in columns else _default_colour(self._items,
+                                                                                 columns)
+        with self.hold_sync():  # one message: the page redraws once
+            for name, value in state.items():
+                setattr(self, name, value)
+            self.color_columns = columns
+            self.map_view = "map"
+            if chosen == self.color_by:
+                self._recolour(chosen)
+            else:
+                self.color_by = chosen
 
     # ------------------------------------------------------------------------ Python API
     def highlight(self, ids: Any) -> None:
@@ -193,7 +216,8 @@ class ExplorerWidget(MapDetail, AnalysisViews, anywidget.AnyWidget):
             return  # not one of our requests (e.g. anywidget's own messages)
         rid = content["rid"]
         handlers = {"search": self._search, "thumbs": self._thumbs, "item": self._item,
-                    "forget": self._forget, "viewport": self._viewport, "select": self._select}
+                    "forget": self._forget, "viewport": self._viewport, "select": self._select,
+                    "cancel_build": self._cancel_build}
         op = content.get("op")
         try:
             if op not in handlers:
