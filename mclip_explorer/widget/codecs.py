@@ -29,8 +29,8 @@ class WireError(MclipExplorerError, ValueError):
 
 def to_buffer(array: np.ndarray, dtype: str) -> memoryview:
     """A C-contiguous little-endian ``memoryview`` of ``array`` cast to ``dtype``."""
-    out = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).reshape(-1)
-    return memoryview(out).cast("B")  # flat: an empty (0, 2) array casts too
+    out = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    return memoryview(out).cast("B") if out.size else memoryview(b"")  # (0, 2) cannot cast
 
 
 def _ids_to_json(ids: np.ndarray | None, _widget: object = None) -> memoryview:
