@@ -63,7 +63,8 @@ export class ExplorerMap {
   private gd: PlotlyHTMLElement | null = null;
   private traceIndex: (Uint32Array | null)[] = [];
   private traces: object[] = [];
-  private readonly rowOf: Int32Array; // item id -> point index (-1: not on the map)
+  private rowOf = new Int32Array(0); // item id -> point index (-1: not on the map)
+  private lod = false; // level of detail: a density image, and every category's trace kept
   private overlays = { highlight: -1, selection: -1 };
   private marked: Record<"highlight" | "selection", Uint32Array> = {
     highlight: new Uint32Array(0), selection: new Uint32Array(0) };
@@ -77,13 +78,8 @@ export class ExplorerMap {
     private readonly el: HTMLElement,
     private points: Points,
     private readonly handlers: MapHandlers,
-    nItems: number, // item ids are below this
-    private readonly lod = false, // level of detail: a density layer, and all categories kept
   ) {
     this.overlay = new QueryOverlay(el.parentElement ?? el);
-    let maxId = nItems - 1;
-    for (const id of points.ids) maxId = Math.max(maxId, id);
-    this.rowOf = new Int32Array(maxId + 1).fill(-1);
     this.index(points, true);
     this.layout = {
       margin: { l: 30, r: 10, t: 10, b: 30 },
@@ -111,6 +107,11 @@ export class ExplorerMap {
     }
     this.drawnSize = this.size();
     this.overlay.setView(viewOf(this.gd?._fullLayout, undefined));
+  }
+
+  /** Level of detail on or off (the kernel decides by the map's size). */
+  setMode(lod: boolean): void {
+    this.lod = lod;
   }
 
   /** Swap in another set of points (level of detail); the next draw() shows them. */
@@ -265,6 +266,13 @@ export class ExplorerMap {
   }
 
   private index(points: Points, on: boolean): void {
+    let top = -1;
+    for (const id of points.ids) top = Math.max(top, id);
+    if (on && top >= this.rowOf.length) { // grown (a background build adds items): reallocate
+      const grown = new Int32Array(Math.max(top + 1, 2 * this.rowOf.length)).fill(-1);
+      grown.set(this.rowOf);
+      this.rowOf = grown;
+    }
     points.ids.forEach((id, i) => {
       if (id < this.rowOf.length) this.rowOf[id] = on ? i : -1;
     });

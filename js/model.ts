@@ -21,6 +21,17 @@ export interface Model {
   _lanes: LanesState | Record<string, never>; // {} when no lanes are shown
   _panel: PanelState | Record<string, never>; // {} when no panel is shown
   _lod: LodState | Record<string, never>; // {} when every point is sent (no level of detail)
+  _build: BuildState | Record<string, never>; // {} when no background build feeds the widget
+}
+
+/** A background build's status (mclip_explorer/widget/background.py, BackgroundBuild.status). */
+export interface BuildState {
+  state: "starting" | "running" | "done" | "cancelled" | "failed";
+  phase: string;
+  done: number; // images encoded
+  total: number;
+  eta_s: number | null;
+  error: string;
 }
 
 /** Level of detail: _coords/_ids/... hold a sample; the density covers the whole map. */

@@ -15,9 +15,9 @@ export interface ViewsContext {
   model: AnyModel<Model>;
   ui: Ui;
   map: ExplorerMap;
-  points: Points; // the collection's own layout
+  points(): Points; // the collection's own layout (all points, without level of detail)
   store: QueryStore;
-  lod: LodView | null; // level of detail: layouts are fetched by viewport
+  lod(): LodView | null; // level of detail: layouts are fetched by viewport
   hasText: boolean; // the gap layouts are offered only then
   redraw(): Promise<void>; // points, colours, highlight and selection
   refresh(): Promise<void>; // queries on the map and the gallery
@@ -43,7 +43,7 @@ export function layoutOf(view: MapView, points: Points, gap: Float32Array):
 }
 
 export function wireViews(ctx: ViewsContext): { start(): Promise<void>; dispose(): void } {
-  const { model, ui, map, points, store } = ctx;
+  const { model, ui, map, store } = ctx;
   const viewLabel = ui.viewPicker.parentElement;
   // The gap needs text items; without them the toggle is not offered at all.
   if (viewLabel) viewLabel.hidden = !ctx.hasText;
@@ -55,13 +55,14 @@ export function wireViews(ctx: ViewsContext): { start(): Promise<void>; dispose(
     ui.viewPicker.value = view;
     const locate = view === "map" ? null
       : (q: Parameters<typeof relocate>[0]) => relocate(q, (id) => map.position(id));
-    if (ctx.lod) {
+    const lod = ctx.lod();
+    if (lod) {
       map.setLayoutName(view, locate);
-      ctx.lod.request(null, 0); // the whole map in that layout, drawn when it arrives
+      lod.request(null, 0); // the whole map in that layout, drawn when it arrives
       ui.map.dataset.view = view;
       return;
     }
-    const layout = layoutOf(view, points, toFloat32(model.get("_gap_coords")));
+    const layout = layoutOf(view, ctx.points(), toFloat32(model.get("_gap_coords")));
     if (!layout) {
       ctx.busy("computing the modality gap"); // drawn when _gap_coords arrives
       return;

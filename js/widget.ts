@@ -1,9 +1,11 @@
 // Wiring only: traits and DOM events in, calls into the small modules out.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { deinterleave, toFloat32, toUint32, toUint8 } from "./codecs.ts";
+import { toFloat32, toUint32, toUint8 } from "./codecs.ts";
 import { Gallery } from "./gallery.ts";
-import { initialGrid, LodView } from "./lod.ts";
+import { type Detail, LodView } from "./lod.ts";
 import { ExplorerMap } from "./map.ts";
+import { readMapData } from "./mapdata.ts";
+import { BuildProgress } from "./progress.ts";
 import type { Model } from "./model.ts";
 import { QueryStore } from "./queries.ts";
 import { Rpc } from "./rpc.ts";
@@ -18,12 +20,8 @@ import { wireViews } from "./views.ts";
 
 function render({ model, el }: RenderProps<Model>): () => void {
   const ui = buildUi(el, css);
-  const xy = deinterleave(toFloat32(model.get("_coords")));
-  const points = { ...xy, ids: toUint32(model.get("_ids")), kinds: toUint8(model.get("_kinds")) };
-  const lodState = model.get("_lod");
-  const grid = initialGrid(lodState); // null: every point is here, no level of detail
-  const total = "total" in lodState ? lodState.total : points.ids.length;
-  const base = `${total.toLocaleString()} points · ${model.get("model_name")}`;
+  let data = readMapData(model);
+  let base = data.summary;
   const rpc = new Rpc(model, (n, note) => setBusy(ui, n, note, base));
   setBusy(ui, 1, "drawing the map", base);
   const thumbs = new ThumbCache(rpc, () => model.get("thumb_size"));
@@ -64,16 +62,16 @@ function render({ model, el }: RenderProps<Model>): () => void {
     void refresh();
   };
 
-  const map = new ExplorerMap(ui.map, points, {
+  const map = new ExplorerMap(ui.map, data.points, {
     onClick: (id) => void run({ id }),
     onHover: (id, event) => tooltip.show(id, event),
     onUnhover: () => tooltip.hide(),
     onSelect: (shape, final) => void select(shape, final),
     onView: (range) => lod?.request(range),
-  }, model.get("n_items"), grid !== null);
-  let colours = { codes: toUint8(model.get("_color_codes")), opacity: toFloat32(model.get("_color_opacity")) };
+  });
+  let colours = { codes: data.codes, opacity: data.opacity };
   const draw = (): Promise<void> => map.draw(colours.codes, model.get("_color_labels"), colours.opacity);
-  const lod = grid && new LodView(rpc, () => model.get("map_view"), async (detail) => {
+  const showDetail = async (detail: Detail): Promise<void> => {
     map.setPoints(detail.points);
     map.setDensity(detail.density, !detail.complete);
     colours = { codes: detail.codes, opacity: detail.opacity };
@@ -81,11 +79,23 @@ function render({ model, el }: RenderProps<Model>): () => void {
     ui.map.dataset.shown = String(detail.points.ids.length);
     await draw();
     ui.map.dataset.detailAt = String(Date.now()); // epoch ms, read by bench/widget.py
-  }, (message) => showError(ui, message));
-  if (grid && "total" in lodState) {
-    map.setDensity(grid, !lodState.complete);
-    ui.map.dataset.complete = String(lodState.complete);
-  }
+  };
+  let lod: LodView | null = null;
+  // The map's data, at load and whenever the kernel sends another state of the collection
+  // (a background build's new step): level of detail on or off, points, density, colours.
+  const applyData = (): void => {
+    map.setMode(data.grid !== null);
+    map.setPoints(data.points);
+    map.setDensity(data.grid, !data.complete);
+    ui.map.dataset.complete = String(data.complete);
+    colours = { codes: data.codes, opacity: data.opacity };
+    if (data.grid && !lod) lod = new LodView(rpc, () => model.get("map_view"), showDetail, (m) => showError(ui, m));
+    if (!data.grid && lod) {
+      lod.dispose();
+      lod = null;
+    }
+  };
+  applyData();
   // Box and lasso go to the kernel, which selects over every point and sets selected_ids.
   const select = async (shape: Shape | null, final: boolean): Promise<void> => {
     try {
@@ -132,11 +142,33 @@ function render({ model, el }: RenderProps<Model>): () => void {
       void recolour();
     });
   };
+  // Another state of the collection (a background build's step): new points, one redraw.
+  let dataQueued = false;
+  const onMapData = (): void => {
+    if (dataQueued) return;
+    dataQueued = true;
+    queueMicrotask(() => {
+      dataQueued = false;
+      data = readMapData(model);
+      base = data.summary;
+      applyData();
+      setBusy(ui, 0, "", base);
+      void draw();
+    });
+  };
+  const progress = new BuildProgress(ui.root.querySelector(".mx-bar") ?? ui.map, () => {
+    rpc.request("cancel_build", {}, [], "cancelling the build", 60_000)
+      .catch((error: unknown) => showError(ui, String(error)));
+  });
+  const onBuild = (): void => progress.show(model.get("_build"));
+  onBuild();
   const onColumns = (): void => fillPicker(ui.picker, model.get("color_columns"), model.get("color_by"));
 
   const views = wireViews({
-    model, ui, map, points, store, lod, redraw: recolour, refresh,
-    hasText: "total" in lodState ? lodState.has_text : points.kinds.some((k) => k === 1),
+    model, ui, map, store, redraw: recolour, refresh,
+    points: () => data.points,
+    lod: () => lod,
+    hasText: (() => { const s = model.get("_lod"); return "total" in s ? s.has_text : data.points.kinds.some((k) => k === 1); })(),
     pin: (row) => {
       pinned = row;
       void refresh();
@@ -163,6 +195,8 @@ function render({ model, el }: RenderProps<Model>): () => void {
   model.on("change:_color_opacity", onColours);
   model.on("change:color_by", onColumns);
   model.on("change:color_columns", onColumns); // a new colour column (zero-shot, values)
+  model.on("change:_ids", onMapData);
+  model.on("change:_build", onBuild);
   onColumns();
   onError();
   const resize = new ResizeObserver(() => map.resize());
@@ -183,7 +217,8 @@ function render({ model, el }: RenderProps<Model>): () => void {
     for (const [event, fn] of [["change:error", onError], ["change:highlighted_ids", onHighlight],
       ["change:selected_ids", onSelection], ["change:_color_codes", onColours],
       ["change:_color_labels", onColours], ["change:_color_opacity", onColours],
-      ["change:color_by", onColumns], ["change:color_columns", onColumns]] as const) {
+      ["change:color_by", onColumns], ["change:color_columns", onColumns],
+      ["change:_ids", onMapData], ["change:_build", onBuild]] as const) {
       (model as AnyModel<Model>).off(event, fn);
     }
     lod?.dispose();

@@ -7,6 +7,7 @@ import { overlap, QUERY_COLOURS, type QueryResult, QueryStore, relocate } from "
 import { parsePanel, pinnedRow } from "../panels.ts";
 import { layoutOf } from "../views.ts";
 import { densityPixels, grow, parseDetail } from "../lod.ts";
+import { formatEta, progressText } from "../progress.ts";
 import { shapeOf } from "../shapes.ts";
 
 
@@ -137,4 +138,14 @@ test("a viewport reply becomes points, colours and a density grid", () => {
 
 test("the fetched area reaches past the view so small pans need no new points", () => {
   assert.deepEqual(grow({ x: [0, 2], y: [10, 14] }), { x: [-1, 3], y: [8, 16] });
+});
+
+test("a build's progress line: phase, count and ETA; how to resume after cancelling", () => {
+  const running = { state: "running", phase: "encoding", done: 1200, total: 5000, eta_s: 75,
+    error: "" } as const;
+  assert.equal(progressText(running), "building · encoding · 1,200 / 5,000 images · about 75 s left");
+  assert.equal(progressText({ ...running, eta_s: null }), "building · encoding · 1,200 / 5,000 images");
+  assert.equal(formatEta(600), "about 10 min left");
+  assert.match(progressText({ ...running, state: "cancelled" }), /cancelled at 1,200 \/ 5,000 images: run the same explore\(\) again to resume/);
+  assert.equal(progressText({ ...running, state: "failed", error: "SourceError: x" }), "build failed: SourceError: x");
 });

@@ -29,7 +29,8 @@ import traitlets
 _log = logging.getLogger(__name__)
 DONE_FILE = "background-build.json"  # written when the final map of a source is done
 POLL_S = 0.5
-STEPS = 20  # a build lands in about this many steps
+STEPS = 20  # a build lands in about this many steps...
+MIN_STEP = 64  # ...of at least this many images
 
 
 class BackgroundBuild:
@@ -53,8 +54,8 @@ class BackgroundBuild:
         self._queue: Any = context.Queue()
         self._cancel = context.Event()
         self._process = context.Process(target=run_build, daemon=True, name="mclip-build",
-                                        args=(source, model, str(self.out), step, self._queue,
-                                              self._cancel))
+                                        args=(source, model, str(self.out),
+                                              (step, STEPS, MIN_STEP), self._queue, self._cancel))
         self.status: dict[str, Any] = {"state": "starting", "phase": "starting", "done": 0,
                                        "total": 0, "eta_s": None, "error": ""}
         """``state`` (starting, running, done, cancelled, failed), ``phase``, ``done`` and
@@ -147,8 +148,8 @@ class BackgroundBuild:
             self.on_update(dict(status), coll)
 
 
-def run_build(source: Any, model: str, out: str, step: int | None, reports: Any,
-              cancel: Any) -> None:
+def run_build(source: Any, model: str, out: str, step: tuple[int | None, int, int],
+              reports: Any, cancel: Any) -> None:
     """The child process: build ``source`` into ``out`` step by step (see the module doc)."""
     try:
         _build_steps(source, model, Path(out), step, reports.put, cancel.is_set)
@@ -156,7 +157,7 @@ def run_build(source: Any, model: str, out: str, step: int | None, reports: Any,
         reports.put({"state": "failed", "phase": "failed", "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _build_steps(source: Any, model: str, out: Path, step: int | None,
+def _build_steps(source: Any, model: str, out: Path, step: tuple[int | None, int, int],
                  report: Callable[[dict[str, Any]], None], cancelled: Callable[[], bool]) -> None:
     import json
 
@@ -176,7 +177,7 @@ def _build_steps(source: Any, model: str, out: Path, step: int | None,
         todo = frame[~frame["path"].isin(have)] if chunked else frame.iloc[:0]
     else:
         todo = frame
-    size = step or max(64, math.ceil(total / STEPS))
+    size = step[0] or max(step[2], math.ceil(total / step[1]))
     pieces = [todo.iloc[a:a + size] for a in range(0, len(todo), size)] if chunked else [todo]
     report({"state": "running", "phase": "encoding", "done": total - len(todo), "total": total})
     for piece in pieces:
