@@ -298,17 +298,16 @@ SETTLE = """async ([since, lod]) => {
 
 
 def gesture(page: Any, kind: str, what: str) -> float:
-    """A pan (drag of 120 px) or one zoom-in step; ms until the page has settled again."""
+    """One pan step (a 134 px drag) or one zoom-in step; ms until the page settled again."""
     box = page.locator(SURFACE[kind]).first.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     lod = kind == "ours" and page.evaluate(
         "() => document.querySelector('.mx-map').dataset.complete === 'false'")
     page.mouse.move(cx, cy)
     since = page.evaluate("() => Date.now()")
-    if what == "pan":
+    if what == "pan":  # one step: press, one move, release
         page.mouse.down()
-        for i in range(1, 7):
-            page.mouse.move(cx + 20 * i, cy + 10 * i)
+        page.mouse.move(cx + 120, cy + 60)
         page.mouse.up()
     else:
         page.mouse.wheel(0, -240)
@@ -353,7 +352,7 @@ def compare_report(results: list[dict[str, Any]], note: str = "") -> str:
         "headless, WebGL through SwiftShader (software). The same clustered points (40 "
         "clusters) in each widget, one fresh kernel and page per row. First paint: from "
         "just before the widget is made in the kernel to the first frame after it is drawn. "
-        "Pan: a 120 px drag in 6 moves; zoom: one mouse-wheel step (240 px) at the centre; "
+        "Pan step: press, one 134 px move, release; zoom: one mouse-wheel step (240 px) at the centre; "
         "each timed from the gesture's start until any level-of-detail answer arrived and "
         "two frames in a row took under 50 ms (median of 3).",
         "",

@@ -150,8 +150,10 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
         """Show another state of the collection (a background build's new step) in place."""
         state = self._snapshot(collection)
         columns = colour_columns(self._items)
-        chosen = self.color_by if self.color_by in columns else _default_colour(self._items,
-                                                                                 columns)
+        chosen = self.color_by
+        if chosen not in columns or (chosen == "kind" and len(self.color_columns) <= 1):
+            # Gone, or only the default of an empty start: pick as a new widget would.
+            chosen = _default_colour(self._items, columns)
         with self.hold_sync():  # one message: the page redraws once
             for name, value in state.items():
                 setattr(self, name, value)

@@ -130,3 +130,61 @@ def test_box_selection_over_the_density_covers_undrawn_points(page: Any) -> None
         ".x.length >= n", arg=min(len(expected), BUDGET // 2), timeout=10_000)
     screenshot(page, "lod-selection")
     assert page.page_errors == []
+
+
+def drawn_xy(page: Any) -> set[tuple[float, float]]:
+    pairs = page.evaluate("""() => {
+      const skip = new Set(['highlighted', 'selected']);
+      return document.querySelector('.mx-map').data.filter(t => !skip.has(t.name))
+        .flatMap(t => Array.from(t.x, (x, i) => [x, t.y[i]]));
+    }""")
+    return {(round(x, 3), round(y, 3)) for x, y in pairs}
+
+
+def test_query_hits_are_drawn_points_and_colours_follow_the_picker(page: Any) -> None:
+    page.locator('.mx-map .modebar-btn[data-title="Pan"]').click()
+    box = page.locator(".mx-query")
+    box.fill("green")
+    box.press("Enter")
+    page.locator('.mx-row[data-label="green"] .mx-card').nth(7).wait_for(timeout=30_000)
+    hits = kernel(page, 'print(json.dumps(w.results["green"][["x", "y"]].values.tolist()))')
+    want = {(round(x, 3), round(y, 3)) for x, y in hits}
+    for _ in range(50):  # the viewport refresh after the query brings them in
+        if want <= drawn_xy(page):
+            break
+        page.wait_for_timeout(200)
+    assert want <= drawn_xy(page), "the query's hits are not drawn as real points"
+    page.locator(".mx-picker").select_option("shade")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.mx-map .legendtext')].map(t => t.textContent)"
+        ".join(',') === 'dark,light,text items'", timeout=10_000)
+    # Every drawn point sits in the trace of its own shade.
+    shades = kernel(page, 'print(json.dumps([[round(x, 3), round(y, 3), s] for (x, y), s in '
+                          'zip(coll.coords.tolist(), coll.items["shade"].fillna("").tolist())]))')
+    shade_of = {(x, y): s for x, y, s in shades}
+    traces = page.evaluate("""() => document.querySelector('.mx-map').data
+      .filter(t => t.name === 'dark' || t.name === 'light')
+      .map(t => [t.name, Array.from(t.x, (x, i) => [x, t.y[i]])])""")
+    checked = 0
+    for name, points in traces:
+        for x, y in points:
+            assert shade_of[(round(x, 3), round(y, 3))] == name
+            checked += 1
+    assert checked > 0
+
+
+def test_gap_layout_is_fetched_by_viewport(page: Any) -> None:
+    page.locator(".mx-view").select_option("gap-corrected")
+    page.wait_for_function("() => document.querySelector('.mx-map').dataset.view"
+                           " === 'gap-corrected'", timeout=60_000)
+    gap = kernel(page, "print(json.dumps([[round(x, 3), round(y, 3)] for x, y in "
+                       "w._gap.coords(corrected=True).tolist()]))")
+    want = {(x, y) for x, y in gap}
+    for _ in range(50):
+        drawn = drawn_xy(page)
+        if drawn and drawn <= want:
+            break
+        page.wait_for_timeout(200)
+    assert drawn and drawn <= want, "the drawn points are not the gap layout's"
+    page.locator(".mx-view").select_option("map")
+    assert page.page_errors == []
