@@ -79,7 +79,7 @@ def default_out(source: Any) -> Path:
     """
     if isinstance(source, (str, Path)) and Path(source).expanduser().is_dir():
         folder = Path(source).expanduser().resolve()
-        package = Path(__file__).resolve().parent
+        package = Path(__file__).resolve().parent.parent
         if not folder.is_relative_to(package) and os.access(folder.parent, os.W_OK):
             return folder.parent / f"{folder.name}.mclip"
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
