@@ -244,7 +244,6 @@ rng = np.random.default_rng(0)
 label = rng.integers(0, 40, {n})
 xy = (rng.uniform(-10, 10, (40, 2))[label] + rng.standard_normal(({n}, 2))).astype(np.float32)
 {make}
-t0 = time.time() * 1000
 w"""
 MAKE = {
     "ours": "from bench.widget import SyntheticCollection\n"
