@@ -300,8 +300,9 @@ def gesture(page: Any, kind: str, what: str) -> float:
     """One pan step (a 134 px drag) or one zoom-in step; ms until the page settled again."""
     box = page.locator(SURFACE[kind]).first.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # Level of detail: every pan or zoom fetches the view's points; wait for them too.
     lod = kind == "ours" and page.evaluate(
-        "() => document.querySelector('.mx-map').dataset.complete === 'false'")
+        "() => document.querySelector('.mx-map').dataset.lod === 'true'")
     page.mouse.move(cx, cy)
     since = page.evaluate("() => Date.now()")
     if what == "pan":  # one step: press, one move, release

@@ -88,6 +88,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
     map.setPoints(data.points);
     map.setDensity(data.grid, !data.complete);
     ui.map.dataset.complete = String(data.complete);
+    ui.map.dataset.lod = String(data.grid !== null); // level of detail on (read by the bench)
     colours = { codes: data.codes, opacity: data.opacity };
     if (data.grid && !lod) lod = new LodView(rpc, () => model.get("map_view"), showDetail, (m) => showError(ui, m));
     if (!data.grid && lod) {
