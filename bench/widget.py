@@ -234,7 +234,8 @@ def report(results: list[dict[str, Any]], queries: int, note: str = "") -> str:
 
 # ----------------------------------------------------------------- side-by-side comparison
 # The same clustered points drawn by three widgets in the same JupyterLab and browser: ours, bare
-# plotly.js scattergl (plotly's own FigureWidget) and jupyter-scatter (regl-scatterplot).
+# plotly.js scattergl (the same plotly.js bundle as ours, binary x/y, one newPlot: no queries,
+# no thumbnails) and jupyter-scatter (regl-scatterplot).
 COMPARE_CELL = """\
 import sys, json, time
 from pathlib import Path
@@ -251,11 +252,9 @@ MAKE = {
             "coll = SyntheticCollection({n}, Path({folder!r}), dim=16)\n"
             "t0 = time.time() * 1000\n"
             "w = ExplorerWidget(coll, color_by='cluster', k=10)",
-    "plotly": "import plotly.graph_objects as go\n"
+    "plotly": "from bench.widget import bare_plotly\n"
               "t0 = time.time() * 1000\n"
-              "w = go.FigureWidget(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode='markers', "
-              "marker=dict(size=2, color=label, colorscale='Turbo')), "
-              "layout=dict(dragmode='pan', height=520, margin=dict(l=30, r=10, t=10, b=30)))",
+              "w = bare_plotly(xy, label)",
     "jupyter-scatter": "import jscatter\n"
                        "t0 = time.time() * 1000\n"
                        "w = jscatter.Scatter(x=xy[:, 0], y=xy[:, 1], color_by=label, "
@@ -296,6 +295,39 @@ SETTLE = """async ([since, lod]) => {
 }"""
 
 
+BARE_RENDER = """
+const Plotly = window.Plotly;
+export default { render({ model, el }) {
+  const view = (v) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice().buffer;
+  const xy = new Float32Array(view(model.get("xy")));
+  const label = new Uint8Array(view(model.get("label")));
+  const n = xy.length / 2, x = new Float32Array(n), y = new Float32Array(n);
+  for (let i = 0; i < n; i++) { x[i] = xy[2 * i]; y[i] = xy[2 * i + 1]; }
+  el.style.height = "520px";
+  Plotly.newPlot(el, [{ type: "scattergl", mode: "markers", x, y, hoverinfo: "none",
+    marker: { size: 2, color: label, colorscale: "Portland" } }],
+    { dragmode: "pan", margin: { l: 30, r: 10, t: 10, b: 30 } },
+    { scrollZoom: true, displaylogo: false });
+} };
+"""
+
+
+def bare_plotly(xy: np.ndarray, label: np.ndarray) -> Any:
+    """Bare plotly.js scattergl (the same gl2d bundle as ours) with binary x/y, one newPlot."""
+    import anywidget
+    import traitlets
+
+    source = (REPO / "node_modules" / "plotly.js-gl2d-dist-min" / "plotly-gl2d.min.js")
+
+    class BarePlotly(anywidget.AnyWidget):
+        _esm = source.read_text(encoding="utf-8") + BARE_RENDER
+        xy = traitlets.Any().tag(sync=True)
+        label = traitlets.Any().tag(sync=True)
+
+    return BarePlotly(xy=memoryview(np.ascontiguousarray(xy, np.float32)).cast("B"),
+                      label=memoryview(np.ascontiguousarray(label, np.uint8)).cast("B"))
+
+
 def gesture(page: Any, kind: str, what: str) -> float:
     """One pan step (a 134 px drag) or one zoom-in step; ms until the page settled again."""
     box = page.locator(SURFACE[kind]).first.bounding_box()
@@ -329,9 +361,6 @@ def compare_one(context: Any, lab: dict[str, Any], kind: str, n: int) -> dict[st
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function("() => window.__painted > 0", timeout=900_000, polling=200)
     painted = page.evaluate("() => window.__painted")
-    if kind == "plotly":  # plotly's FigureWidget has no scroll zoom unless asked
-        page.evaluate("() => { const gd = document.querySelector('.js-plotly-plot');"
-                      " gd._context.scrollZoom = true; }")
     first = (painted - kernel(page, "print(json.dumps(t0))")) / 1000
     page.wait_for_timeout(500)
     pans = [gesture(page, kind, "pan") for _ in range(3)]
@@ -352,7 +381,8 @@ def compare_report(results: list[dict[str, Any]], note: str = "") -> str:
         "headless, WebGL through SwiftShader (software). The same clustered points (40 "
         "clusters) in each widget, one fresh kernel and page per row. First paint: from "
         "just before the widget is made in the kernel to the first frame after it is drawn. "
-        "Pan step: press, one 134 px move, release; zoom: one mouse-wheel step (240 px) at the centre; "
+        "Pan step: press, one 134 px move, release; zoom: one mouse-wheel step (240 px) at "
+        "the centre; "
         "each timed from the gesture's start until any level-of-detail answer arrived and "
         "two frames in a row took under 50 ms (median of 3).",
         "",
