@@ -279,12 +279,14 @@ WATCH = """(ready) => {
   };
   loop();
 }"""
-# Settled: any level-of-detail answer has arrived, then two frames in a row under 50 ms.
+# Settled: with level of detail, the view changed and its points (if any were asked for) are
+# drawn; then, for every widget, two frames in a row under 50 ms.
 SETTLE = """async ([since, lod]) => {
   const map = document.querySelector('.mx-map');
   const frame = () => new Promise((r) => requestAnimationFrame(r));
   const limit = performance.now() + 60000;
-  while (lod && map && Number(map.dataset.detailAt || 0) < since && performance.now() < limit) {
+  while (lod && (Number(map.dataset.viewAt || 0) < since || map.dataset.fetching === 'true')
+         && performance.now() < limit) {
     await frame();
   }
   let last = await frame(); let calm = 0;

@@ -103,27 +103,45 @@ export function densityImage(grid: DensityGrid): Record<string, unknown> {
     sizing: "stretch", layer: "below", opacity: 0.85, name: "density" };
 }
 
+/** Whether `outer` contains `inner`. */
+export function covers(outer: Range, inner: Range): boolean {
+  const lo = (r: [number, number]) => Math.min(r[0], r[1]);
+  const hi = (r: [number, number]) => Math.max(r[0], r[1]);
+  return lo(outer.x) <= lo(inner.x) && hi(inner.x) <= hi(outer.x)
+    && lo(outer.y) <= lo(inner.y) && hi(inner.y) <= hi(outer.y);
+}
+
 export class LodView {
   private serial = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private last: Range | null = null;
+  private held: Range | null = null; // an area all of whose points are drawn now
 
   constructor(
     private readonly rpc: Rpc,
     private readonly layout: () => MapView,
     private readonly show: (detail: Detail) => Promise<void>,
     private readonly fail: (message: string) => void,
+    private readonly busy: (fetching: boolean) => void = () => undefined,
   ) {}
 
   /** Fetch the points of a view (null: the whole map) after the pan or zoom settles. */
   request(range: Range | null, delayMs = 80): void {
     this.last = range;
     clearTimeout(this.timer);
+    // Inside an area whose every point is drawn already: nothing new to fetch.
+    if (range && this.held && covers(this.held, range)) {
+      this.serial++; // an answer still on its way is for another view
+      this.busy(false);
+      return;
+    }
+    this.busy(true);
     this.timer = setTimeout(() => void this.fetch(range), delayMs);
   }
 
   /** Fetch the current view again (new colours, a new query's hits, a new selection). */
   refresh(delayMs = 0): void {
+    this.held = null;
     this.request(this.last, delayMs);
   }
 
@@ -140,9 +158,14 @@ export class LodView {
       const reply = await this.rpc.request("viewport", { ...bounds, layout: this.layout() }, [],
         "loading the points in view", 60_000, true);
       if (serial !== this.serial) return; // a newer view was asked for meanwhile
-      await this.show(parseDetail(reply));
+      const detail = parseDetail(reply);
+      this.held = detail.complete ? area : null;
+      await this.show(detail);
+      if (serial === this.serial) this.busy(false);
     } catch (error) {
-      if (serial === this.serial) this.fail(error instanceof Error ? error.message : String(error));
+      if (serial !== this.serial) return;
+      this.busy(false);
+      this.fail(error instanceof Error ? error.message : String(error));
     }
   }
 }

@@ -67,7 +67,10 @@ function render({ model, el }: RenderProps<Model>): () => void {
     onHover: (id, event) => tooltip.show(id, event),
     onUnhover: () => tooltip.hide(),
     onSelect: (shape, final) => void select(shape, final),
-    onView: (range) => lod?.request(range),
+    onView: (range) => {
+      ui.map.dataset.viewAt = String(Date.now()); // epoch ms, read by bench/widget.py
+      lod?.request(range);
+    },
   });
   let colours = { codes: data.codes, opacity: data.opacity };
   const draw = (): Promise<void> => map.draw(colours.codes, model.get("_color_labels"), colours.opacity);
@@ -90,7 +93,10 @@ function render({ model, el }: RenderProps<Model>): () => void {
     ui.map.dataset.complete = String(data.complete);
     ui.map.dataset.lod = String(data.grid !== null); // level of detail on (read by the bench)
     colours = { codes: data.codes, opacity: data.opacity };
-    if (data.grid && !lod) lod = new LodView(rpc, () => model.get("map_view"), showDetail, (m) => showError(ui, m));
+    if (data.grid && !lod) {
+      lod = new LodView(rpc, () => model.get("map_view"), showDetail, (m) => showError(ui, m),
+        (fetching) => { ui.map.dataset.fetching = String(fetching); });
+    }
     if (!data.grid && lod) {
       lod.dispose();
       lod = null;

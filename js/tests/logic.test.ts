@@ -6,7 +6,7 @@ import { deinterleave, idsToView, toFloat32, toUint32 } from "../codecs.ts";
 import { overlap, QUERY_COLOURS, type QueryResult, QueryStore, relocate } from "../queries.ts";
 import { parsePanel, pinnedRow } from "../panels.ts";
 import { layoutOf } from "../views.ts";
-import { densityPixels, grow, parseDetail } from "../lod.ts";
+import { covers, densityPixels, grow, parseDetail } from "../lod.ts";
 import { formatEta, progressText } from "../progress.ts";
 import { shapeOf } from "../shapes.ts";
 
@@ -148,4 +148,11 @@ test("a build's progress line: phase, count and ETA; how to resume after cancell
   assert.equal(formatEta(600), "about 10 min left");
   assert.match(progressText({ ...running, state: "cancelled" }), /cancelled at 1,200 \/ 5,000 images: run the same explore\(\) again to resume/);
   assert.equal(progressText({ ...running, state: "failed", error: "SourceError: x" }), "build failed: SourceError: x");
+});
+
+test("a view inside an area already drawn in full needs no new points", () => {
+  const held = { x: [0, 10] as [number, number], y: [0, 10] as [number, number] };
+  assert.equal(covers(held, { x: [2, 8], y: [1, 9] }), true);
+  assert.equal(covers(held, { x: [8, 2], y: [9, 1] }), true); // reversed axes
+  assert.equal(covers(held, { x: [-1, 8], y: [1, 9] }), false);
 });
