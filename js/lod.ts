@@ -126,7 +126,7 @@ export class LodView {
   ) {}
 
   /** Fetch the points of a view (null: the whole map) after the pan or zoom settles. */
-  request(range: Range | null, delayMs = 80): void {
+  request(range: Range | null, delayMs = 40): void {
     this.last = range;
     clearTimeout(this.timer);
     // Inside an area whose every point is drawn already: nothing new to fetch.

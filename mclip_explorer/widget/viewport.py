@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mclip_explorer.analysis import ModalityGap
 
 LOD_THRESHOLD = 200_000  # above this many points the map switches to density + sample
-LOD_POINTS = 40_000  # points drawn at most (besides pinned ones) in level-of-detail mode
+LOD_POINTS = 20_000  # points drawn at most (besides pinned ones) in level-of-detail mode
 MAX_POLYGON = 10_000  # lasso vertices
 LAYOUTS = ("map", "gap", "gap-corrected")
 
