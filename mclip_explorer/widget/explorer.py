@@ -140,9 +140,10 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
         self._point_ids = np.flatnonzero(alive)
         self._gap = None
         self._init_detail(*self._lod_settings)
-        rows = self._point_ids[self._initial_points()]  # all points, or the overview's sample
+        shown = self._initial_points()  # rows of the points: all, or the overview's sample
+        rows = self._point_ids[shown]
         return {"_coords": to_buffer(coords[rows], "float32"), "_ids": to_buffer(rows, "uint32"),
-                "_kinds": to_buffer(items["kind"].to_numpy()[rows] == "text", "uint8"),
+                "_kinds": to_buffer(self._point_is_text[shown], "uint8"),
                 "_lod": self._lod_state, "n_items": len(items),
                 "model_name": str(getattr(collection, "model_name", ""))}
 

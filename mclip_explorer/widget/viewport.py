@@ -55,6 +55,9 @@ class MapDetail(traitlets.HasTraits):
         self.lod_active = len(self._point_ids) > lod_threshold
         """Whether the map shows a density overview and a sample (see ``docs/widget.md``)."""
         self._indexes: dict[str, MapIndex] = {}
+        # Per point, once: a categorical or object column would be materialised per request.
+        self._point_is_text = np.asarray(self._items["kind"] == "text", dtype=bool)[
+            self._point_ids]
         self._row_of = np.full(len(self._items), -1, np.int64)
         self._row_of[self._point_ids] = np.arange(len(self._point_ids))
         self._shown = np.arange(len(self._point_ids))  # rows the initial state carries
@@ -69,7 +72,7 @@ class MapDetail(traitlets.HasTraits):
             self._shown, complete = self._index("map").query(None, self.lod_points,
                                                              self._pinned("map", None))
             density = self._index("map").density(None)
-            has_text = bool((self._items["kind"].to_numpy()[self._point_ids] == "text").any())
+            has_text = bool(self._point_is_text.any())
             self._lod_state = {"total": len(self._point_ids), "complete": complete,
                          "has_text": has_text, **_density_state(density)}
         return self._shown
@@ -122,8 +125,7 @@ class MapDetail(traitlets.HasTraits):
         reply = {"complete": complete, "total": index.n, "shown": len(rows), "layout": layout,
                  **_density_state(density, with_buffer=False)}
         out = [to_buffer(index.xy[rows], "float32"), to_buffer(self._point_ids[rows], "uint32"),
-               to_buffer(self._items["kind"].to_numpy()[self._point_ids[rows]] == "text",
-                         "uint8"),
+               to_buffer(self._point_is_text[rows], "uint8"),
                to_buffer(codes, "uint8"), to_buffer(opacity, "float32"),
                to_buffer(density.counts, "float32")]
         return reply, out
