@@ -177,6 +177,12 @@ def test_gap_layout_is_fetched_by_viewport(page: Any) -> None:
     page.locator(".mx-view").select_option("gap-corrected")
     page.wait_for_function("() => document.querySelector('.mx-map').dataset.view"
                            " === 'gap-corrected'", timeout=60_000)
+    for _ in range(100):  # the kernel computes the gap when the toggle's change arrives
+        state = kernel(page, "print(json.dumps([w.map_view, w._gap is None, w.last_error]))")
+        if state[0] == "gap-corrected" and not state[1]:
+            break
+        page.wait_for_timeout(200)
+    assert state == ["gap-corrected", False, ""], state
     gap = kernel(page, "print(json.dumps([[round(x, 3), round(y, 3)] for x, y in "
                        "w._gap.coords(corrected=True).tolist()]))")
     want = {(x, y) for x, y in gap}
