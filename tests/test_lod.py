@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mclip_explorer.widget.lod import MapIndex, grid_size, in_box, in_polygon
+from mclip_explorer.widget.lod import MapIndex, grid_size, in_box, in_polygon, overview
 
 
 def clustered(n: int, seed: int = 0) -> np.ndarray:
@@ -144,3 +144,23 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="budget"):
         MapIndex(np.zeros((4, 2), np.float32)).query(None, 0)
     assert grid_size(10) == 8 and grid_size(10**9) == 1024
+
+
+def test_overview_without_the_full_index(points: np.ndarray, index: MapIndex) -> None:
+    rows, complete, density = overview(points, budget=200, pinned=np.array([3, 4]))
+    full = index.density(None)
+    np.testing.assert_array_equal(density.counts, full.counts)  # every point counted
+    assert (density.x0, density.y0, density.dx, density.dy) == (full.x0, full.y0, full.dx,
+                                                                full.dy)
+    assert not complete and 200 <= len(rows) <= 202 and {3, 4} <= set(rows.tolist())
+    assert len(np.unique(rows)) == len(rows) and rows.max() < len(points)
+    # Spread over the map: every 16x16 block holding at least 1 % of the points has a sample.
+    lo, hi = points.min(axis=0), points.max(axis=0) + 1e-3
+    block = [tuple(c) for c in ((points - lo) / (hi - lo) * 16).astype(int).tolist()]
+    counts: dict[tuple[int, ...], int] = {}
+    for b in block:
+        counts[b] = counts.get(b, 0) + 1
+    busy = {b for b, c in counts.items() if c >= len(points) // 100}
+    assert len(busy) >= 8 and busy <= {block[i] for i in rows.tolist()}
+    small, complete, _ = overview(points[:100], budget=200)
+    assert complete and small.tolist() == list(range(100))

@@ -43,17 +43,15 @@ def grid_size(n: int) -> int:
     return int(min(MAX_GRID, max(MIN_GRID, 2 ** math.ceil(math.log2(max(side, 1))))))
 
 
-class MapIndex:
-    """A grid index over 2-D points with a fixed, spatially stratified priority order.
+class GridCounts:
+    """Point counts on a ``G x G`` grid over 2-D points: one counting pass, no sorting.
 
     Args:
         xy: ``(n, 2)`` finite coordinates.
         grid: Cells per axis (a power of two; default from :func:`grid_size`).
-        seed: Seed of the random tie-break inside each cell (fixed: the same map gives the
-            same samples).
     """
 
-    def __init__(self, xy: np.ndarray, grid: int | None = None, seed: int = 0) -> None:
+    def __init__(self, xy: np.ndarray, grid: int | None = None) -> None:
         xy = np.ascontiguousarray(xy, dtype=np.float32)
         if xy.ndim != 2 or xy.shape[1] != 2:
             raise ValueError(f"coordinates must have shape (n, 2), got {xy.shape}")
@@ -71,14 +69,76 @@ class MapIndex:
         self.lo = lo.astype(np.float64)
         # A little margin so the maximum falls inside the last cell.
         self.cell_size = np.maximum((hi - lo).astype(np.float64), 1e-9) * (1 + 1e-6) / g
-        cx, cy = self._cells(xy)
-        cell = cy.astype(np.int64) * g + cx
+        self._cx, self._cy = self._cells(xy)
+        self._cell = self._cy * g + self._cx
+        self.counts = np.bincount(self._cell, minlength=g * g).reshape(g, g)  # [row (y), col]
+
+    def density(self, bounds: tuple[float, float, float, float] | None,
+                max_bins: int = 256) -> Density:
+        """Point counts over ``bounds``, summed from the grid into at most ``max_bins`` per axis.
+
+        The bins are whole grid cells (or blocks of them), so the grid may reach a little past
+        ``bounds``; zoomed in beyond the grid's resolution the cells show as blocks.
+        """
+        bounds = self.bounds() if bounds is None else bounds
+        cols, rows = self._cell_range(bounds)
+        block = self.counts[rows[0]:rows[1], cols[0]:cols[1]]
+        step = max(1, math.ceil(max((*block.shape, 1)) / max_bins))
+        h = -(-block.shape[0] // step) * step
+        w = -(-block.shape[1] // step) * step
+        padded = np.zeros((h, w), np.float32)
+        padded[:block.shape[0], :block.shape[1]] = block
+        summed = padded.reshape(h // step, step, w // step, step).sum(axis=(1, 3))
+        size = self.cell_size * step
+        return Density(summed.astype(np.float32), float(self.lo[0] + cols[0] * self.cell_size[0]),
+                       float(self.lo[1] + rows[0] * self.cell_size[1]), float(size[0]),
+                       float(size[1]))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(x0, x1, y0, y1)`` of all points."""
+        hi = self.lo + self.cell_size * self.grid
+        return float(self.lo[0]), float(hi[0]), float(self.lo[1]), float(hi[1])
+
+    def _cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # float32 in place: at 10M points float64 temporaries cost more than the sorts.
+        scaled = xy - self.lo.astype(np.float32)
+        scaled *= (1 / self.cell_size).astype(np.float32)
+        cells = scaled.astype(np.int32)  # truncation == floor: scaled >= 0 up to rounding
+        np.clip(cells, 0, self.grid - 1, out=cells)
+        return cells[:, 0].astype(np.int64), cells[:, 1].astype(np.int64)
+
+    def _cell_range(self, bounds: tuple[float, float, float, float]) -> tuple[
+            tuple[int, int], tuple[int, int]]:
+        """Half-open column and row ranges of the cells that ``bounds`` touches."""
+        x0, x1, y0, y1 = _ordered(bounds)
+        g = self.grid
+
+        def span(a: float, b: float, axis: int) -> tuple[int, int]:
+            # One cell of slack each side: points were binned in float32.
+            lo = math.floor((a - self.lo[axis]) / self.cell_size[axis]) - 1
+            hi = math.floor((b - self.lo[axis]) / self.cell_size[axis]) + 2
+            return min(max(lo, 0), g), min(max(hi, 0), g)
+
+        return span(x0, x1, 0), span(y0, y1, 1)
+
+
+class MapIndex(GridCounts):
+    """A grid index over 2-D points with a fixed, spatially stratified priority order.
+
+    Args:
+        xy: ``(n, 2)`` finite coordinates.
+        grid: Cells per axis (a power of two; default from :func:`grid_size`).
+        seed: Seed of the random tie-break inside each cell (fixed: the same map gives the
+            same samples).
+    """
+
+    def __init__(self, xy: np.ndarray, grid: int | None = None, seed: int = 0) -> None:
+        super().__init__(xy, grid)
+        n, cell, cx, cy = self.n, self._cell, self._cx, self._cy
         rank = np.random.default_rng(seed).permutation(n)
         # By cell, then at random within a cell (one int64 key: faster than lexsort).
         order = np.argsort(cell * max(n, 1) + rank)
-        counts = np.bincount(cell, minlength=g * g)
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.counts = counts.reshape(g, g)  # [row (y), col (x)]
+        self.starts = np.concatenate([[0], np.cumsum(self.counts.ravel())]).astype(np.int64)
         self.order = order.astype(np.int32 if n < 2**31 else np.int64)
         depth = np.empty(n, np.int64)
         depth[order] = np.arange(n) - self.starts[cell[order]]
@@ -86,6 +146,7 @@ class MapIndex:
         self.by_priority = np.argsort(key * max(n, 1) + rank).astype(self.order.dtype)
         self.priority = np.empty(n, self.order.dtype)
         self.priority[self.by_priority] = np.arange(n, dtype=self.order.dtype)
+        del self._cx, self._cy, self._cell  # 240 MB at 10M points
 
     # ------------------------------------------------------------------------- queries
     def query(self, bounds: tuple[float, float, float, float] | None, budget: int,
@@ -129,55 +190,6 @@ class MapIndex:
         candidates = np.concatenate(parts) if parts else np.empty(0, self.order.dtype)
         return candidates[in_box(self.xy[candidates], bounds)]
 
-    def density(self, bounds: tuple[float, float, float, float] | None,
-                max_bins: int = 256) -> Density:
-        """Point counts over ``bounds``, summed from the grid into at most ``max_bins`` per axis.
-
-        The bins are whole grid cells (or blocks of them), so the grid may reach a little past
-        ``bounds``; zoomed in beyond the grid's resolution the cells show as blocks.
-        """
-        bounds = self.bounds() if bounds is None else bounds
-        cols, rows = self._cell_range(bounds)
-        block = self.counts[rows[0]:rows[1], cols[0]:cols[1]]
-        step = max(1, math.ceil(max((*block.shape, 1)) / max_bins))
-        h = -(-block.shape[0] // step) * step
-        w = -(-block.shape[1] // step) * step
-        padded = np.zeros((h, w), np.float32)
-        padded[:block.shape[0], :block.shape[1]] = block
-        summed = padded.reshape(h // step, step, w // step, step).sum(axis=(1, 3))
-        size = self.cell_size * step
-        return Density(summed.astype(np.float32), float(self.lo[0] + cols[0] * self.cell_size[0]),
-                       float(self.lo[1] + rows[0] * self.cell_size[1]), float(size[0]),
-                       float(size[1]))
-
-    def bounds(self) -> tuple[float, float, float, float]:
-        """``(x0, x1, y0, y1)`` of all points."""
-        hi = self.lo + self.cell_size * self.grid
-        return float(self.lo[0]), float(hi[0]), float(self.lo[1]), float(hi[1])
-
-    # ------------------------------------------------------------------------- helpers
-    def _cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # float32 in place: at 10M points float64 temporaries cost more than the sorts.
-        scaled = xy - self.lo.astype(np.float32)
-        scaled *= (1 / self.cell_size).astype(np.float32)
-        cells = scaled.astype(np.int32)  # truncation == floor: scaled >= 0 up to rounding
-        np.clip(cells, 0, self.grid - 1, out=cells)
-        return cells[:, 0].astype(np.int64), cells[:, 1].astype(np.int64)
-
-    def _cell_range(self, bounds: tuple[float, float, float, float]) -> tuple[
-            tuple[int, int], tuple[int, int]]:
-        """Half-open column and row ranges of the cells that ``bounds`` touches."""
-        x0, x1, y0, y1 = _ordered(bounds)
-        g = self.grid
-
-        def span(a: float, b: float, axis: int) -> tuple[int, int]:
-            # One cell of slack each side: points were binned in float32.
-            lo = math.floor((a - self.lo[axis]) / self.cell_size[axis]) - 1
-            hi = math.floor((b - self.lo[axis]) / self.cell_size[axis]) + 2
-            return min(max(lo, 0), g), min(max(hi, 0), g)
-
-        return span(x0, x1, 0), span(y0, y1, 1)
-
     def _levels(self, cx: np.ndarray, cy: np.ndarray, rank: np.ndarray,
                 rep: np.ndarray) -> np.ndarray:
         """Quadtree level at which each fine cell's representative first represents a cell.
@@ -207,6 +219,31 @@ class MapIndex:
             if total >= budget:
                 break
         return np.concatenate(found) if found else np.empty(0, self.order.dtype)
+
+
+def overview(xy: np.ndarray, budget: int, pinned: np.ndarray | None = None,
+             seed: int = 0) -> tuple[np.ndarray, bool, Density]:
+    """A first view without the full index: every point's density, and a sample.
+
+    The density comes from one counting pass over all points (the same grid as
+    ``MapIndex(xy)``); the sample is the stratified sample of a random subset of ``8 * budget``
+    points (sorting that is cheap), so lone outliers may only appear once the full index
+    answers the first viewport request.
+
+    Returns:
+        ``(indices, complete, density)`` as :meth:`MapIndex.query` and ``density(None)``.
+    """
+    counts = GridCounts(xy)
+    if counts.n <= 8 * budget:
+        index = MapIndex(counts.xy, counts.grid, seed)
+        rows, complete = index.query(None, budget, pinned)
+        return rows, complete, counts.density(None)
+    subset = np.unique(np.random.default_rng(seed).integers(0, counts.n, 8 * budget))
+    rows, _ = MapIndex(counts.xy[subset], seed=seed).query(None, budget)
+    rows = subset[rows]
+    if pinned is not None and len(pinned):
+        rows = np.unique(np.concatenate([rows, np.asarray(pinned, dtype=rows.dtype)]))
+    return rows, False, counts.density(None)
 
 
 def _ordered(bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:

@@ -12,6 +12,7 @@ current layout (``select`` request), whatever the page draws.
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer.widget.codecs import WireError, text_field, to_buffer
-from mclip_explorer.widget.lod import Density, MapIndex, in_box, in_polygon
+from mclip_explorer.widget.lod import Density, MapIndex, in_box, in_polygon, overview
 
 if TYPE_CHECKING:
     from mclip_explorer.analysis import ModalityGap
@@ -55,6 +56,7 @@ class MapDetail(traitlets.HasTraits):
         self.lod_active = len(self._point_ids) > lod_threshold
         """Whether the map shows a density overview and a sample (see ``docs/widget.md``)."""
         self._indexes: dict[str, MapIndex] = {}
+        self._building: dict[str, tuple[threading.Thread, list[Any]]] = {}
         # Per point, once: a categorical or object column would be materialised per request.
         self._point_is_text = np.asarray(self._items["kind"] == "text", dtype=bool)[
             self._point_ids]
@@ -69,9 +71,13 @@ class MapDetail(traitlets.HasTraits):
         """
         self._lod_state: dict[str, Any] = {}
         if self.lod_active:
-            self._shown, complete = self._index("map").query(None, self.lod_points,
-                                                             self._pinned("map", None))
-            density = self._index("map").density(None)
+            # The first paint needs only the density and a sample; the full index (two sorts of
+            # every point: seconds at 10M) is built meanwhile in a thread. It uses no BLAS, so
+            # it cannot hang the user's numpy work the way a build thread can.
+            xy = self._layout_xy("map")
+            self._shown, complete, density = overview(xy, self.lod_points,
+                                                      self._pinned(None, None))
+            self._build_index("map", xy)
             has_text = bool(self._point_is_text.any())
             self._lod_state = {"total": len(self._point_ids), "complete": complete,
                          "has_text": has_text, **_density_state(density)}
@@ -88,19 +94,44 @@ class MapDetail(traitlets.HasTraits):
                           dtype=np.float32)
 
     def _index(self, layout: str) -> MapIndex:
+        if layout in self._building:  # started at load: wait for it
+            thread, result = self._building.pop(layout)
+            thread.join()
+            if isinstance(result[0], BaseException):
+                raise result[0]
+            self._indexes[layout] = result[0]
         if layout not in self._indexes:
             self._indexes[layout] = MapIndex(self._layout_xy(layout))
         return self._indexes[layout]
 
-    def _pinned(self, layout: str, bounds: tuple[float, float, float, float] | None
+    def _build_index(self, layout: str, xy: np.ndarray) -> None:
+        result: list[Any] = [None]
+
+        def build() -> None:
+            try:
+                result[0] = MapIndex(xy)
+            except BaseException as exc:  # noqa: BLE001 - re-raised where the index is used
+                result[0] = exc
+
+        thread = threading.Thread(target=build, name=f"mclip-map-index-{layout}", daemon=True)
+        self._building[layout] = (thread, result)
+        thread.start()
+
+    def _pinned(self, layout: str | None, bounds: tuple[float, float, float, float] | None
                 ) -> np.ndarray:
-        """Rows always drawn: query hits and highlights, and the selection (bounded)."""
+        """Rows always drawn: query hits and highlights, and the selection (bounded).
+
+        ``layout`` None: before any index exists (the first paint), the selection's first
+        ``lod_points // 2`` rows.
+        """
         ids = [np.asarray(self.highlighted_ids, dtype=np.int64)]
         ids += [frame["id"].to_numpy(dtype=np.int64) for frame in self.results.values()]
         rows = self._row_of[np.concatenate(ids)] if ids else np.empty(0, np.int64)
         selected = self._row_of[np.asarray(self.selected_ids, dtype=np.int64)]
         selected = selected[selected >= 0]
-        if len(selected):
+        if len(selected) and layout is None:
+            selected = selected[:self.lod_points // 2]
+        elif len(selected) and layout is not None:
             index = self._index(layout)
             if bounds is not None:
                 selected = selected[in_box(index.xy[selected], bounds)]
