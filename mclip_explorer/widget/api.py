@@ -89,8 +89,9 @@ def default_out(source: Any) -> Path:
 
 def cache_home() -> Path:
     """The folder for collections of read-only or bundled sources."""
-    value = os.environ.get("MCLIP_EXPLORER_CACHE")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "mclip-explorer"
+    from mclip_explorer._files import user_cache_dir
+
+    return user_cache_dir()
 
 
 def _explore_in_background(source: Any, model: Any, target: Path,

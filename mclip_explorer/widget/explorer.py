@@ -20,6 +20,7 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer.collection import thumbnails
+from mclip_explorer.models.base import check_unicode
 from mclip_explorer.widget.background import BuildStatus
 from mclip_explorer.widget.codecs import (
     IDS_SERIALIZATION,
@@ -244,6 +245,7 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
             text = text_field(content, "text", max_length=MAX_QUERY_CHARS)
             if not text.strip():
                 raise WireError("the query is empty")
+            check_unicode(text, "the query")
             self.send({"rid": rid, "progress": "encoding the query"})
             # Encoded strictly as text: a query that looks like a path is never opened.
             vector = coll.encoder.encode_text([text])[0]
