@@ -423,7 +423,7 @@ def compare(sizes: list[int], ours_only: list[int], out: Path | None, note: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=12)
     parser.add_argument("--out", type=Path, default=None,
                         help="also write the Markdown section here (for docs/benchmarks.md)")
