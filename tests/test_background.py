@@ -61,12 +61,12 @@ def test_explore_in_background_returns_at_once_and_fills_in(folder: Path, tmp_pa
 
 def test_steps_land_searchable_then_cancel_and_resume(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "c"
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[int, int]] = []
 
     def on_update(status: dict[str, Any], coll: Any) -> None:
         if coll is not None:
             coll.search("blue", k=2)  # searchable as soon as a step lands
-            seen.append((status["state"], len(coll.items)))
+            seen.append((status["done"], len(coll.items)))
 
     build = BackgroundBuild(folder, "toy", out, on_update, step=8).start()
     deadline = time.monotonic() + 300
@@ -75,7 +75,10 @@ def test_steps_land_searchable_then_cancel_and_resume(folder: Path, tmp_path: Pa
         time.sleep(0.05)
     build.cancel()
     assert build.status["state"] == "cancelled"
-    assert [n for _, n in seen][:2] == [8, 16]  # step by step, each one committed
+    # Step by step, each one committed (steps landing between two polls are shown together).
+    done = [d for d, _ in seen]
+    assert done == sorted(set(done)) and done[0] >= 8
+    assert all(d % 8 == 0 and n >= d for d, n in seen)
     landed = len(Collection.open(out).items)
     assert 16 <= landed < 66
     assert build.status["eta_s"] is None or build.status["eta_s"] >= 0
@@ -85,7 +88,7 @@ def test_steps_land_searchable_then_cancel_and_resume(folder: Path, tmp_path: Pa
     assert again.wait(300)["state"] == "done", again.status
     coll = Collection.open(out)
     assert len(coll.items) == 66 and coll.items["path"].is_unique
-    assert seen[0][1] == min(66, landed + 32)
+    assert seen[0][0] in (min(66, landed + 32), 66)
 
 
 def test_a_failing_build_is_reported(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class BackgroundBuild:
         self._started = time.monotonic()
         self._first: tuple[float, int] | None = None  # (time, done) of the first report
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._notified: dict[str, Any] | None = None  # the status on_update last saw
 
     def start(self) -> BackgroundBuild:
         """Start the child and, inside a running event loop (a kernel), poll it from there."""
@@ -81,14 +82,22 @@ class BackgroundBuild:
         return self.status["state"] in ("done", "cancelled", "failed")
 
     def poll(self) -> None:
-        """Apply the child's reports that have arrived (never blocks)."""
+        """Apply the child's reports that have arrived (never blocks).
+
+        Several steps that landed since the last poll open the collection once.
+        """
+        alive = self._process.is_alive()  # before draining: a last report is never missed
+        landed = False
         while True:
             try:
-                message = self._queue.get_nowait()
+                message = self._queue.get(timeout=0.5) if not alive else self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._apply(message)
-        if not self.finished and not self._process.is_alive():
+            landed |= bool(message.get("landed"))
+            self._apply(message, notify=False)
+        if landed or self.status is not self._notified:
+            self._apply({"landed": landed})
+        if not self.finished and not alive:
             self._apply({"state": "failed", "phase": "stopped",
                          "error": f"the build process exited with code {self._process.exitcode}"})
 
@@ -128,7 +137,7 @@ class BackgroundBuild:
         if not self.finished and self._loop is not None:
             self._loop.call_later(POLL_S, self._tick)
 
-    def _apply(self, message: dict[str, Any]) -> None:
+    def _apply(self, message: dict[str, Any], *, notify: bool = True) -> None:
         status = {**self.status, **{k: v for k, v in message.items() if k != "landed"}}
         now = time.monotonic()
         done, total = int(status["done"]), int(status["total"])
@@ -139,6 +148,9 @@ class BackgroundBuild:
             rate = (done - self._first[1]) / max(now - self._first[0], 1e-3)
             status["eta_s"] = math.ceil((total - done) / rate)
         self.status = status
+        if not notify:
+            return
+        self._notified = status
         coll = None
         if message.get("landed"):
             from mclip_explorer.collection import Collection
