@@ -319,7 +319,7 @@ def bare_plotly(xy: np.ndarray, label: np.ndarray) -> Any:
     import anywidget
     import traitlets
 
-    source = (REPO / "node_modules" / "plotly.js-gl2d-dist-min" / "plotly-gl2d.min.js")
+    source = REPO / "js" / "node_modules" / "plotly.js-gl2d-dist-min" / "plotly-gl2d.min.js"
 
     class BarePlotly(anywidget.AnyWidget):
         _esm = source.read_text(encoding="utf-8") + BARE_RENDER

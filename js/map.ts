@@ -7,6 +7,7 @@ import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
 import { type DensityGrid, densityImage, type Range } from "./lod.ts";
 import { type Locator, QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
+import { DEFAULT_DRAG_MODE, type DragMode, dragModeOf } from "./dragmode.ts";
 import { type Shape, shapeOf } from "./shapes.ts";
 
 export interface Points {
@@ -22,6 +23,7 @@ export interface MapHandlers {
   onUnhover(): void;
   onSelect(shape: Shape | null, final: boolean): void; // null: cleared
   onView?(range: Range | null): void; // after a pan or zoom; null: back to the whole map
+  onDragMode?(mode: DragMode): void; // the mode changed (e.g. through plotly's modebar)
 }
 
 
@@ -83,7 +85,7 @@ export class ExplorerMap {
     this.index(points, true);
     this.layout = {
       margin: { l: 30, r: 10, t: 10, b: 30 },
-      dragmode: "pan",
+      dragmode: DEFAULT_DRAG_MODE,
       hovermode: "closest",
       uirevision: "keep", // keep zoom and pan across re-colouring
       legend: { itemsizing: "constant", bgcolor: "rgba(255,255,255,0.7)", y: 0.9, yanchor: "top" },
@@ -131,6 +133,21 @@ export class ExplorerMap {
   view(): Range | null {
     const v = viewOf(this.gd?._fullLayout, undefined);
     return v ? { x: v.x, y: v.y } : null;
+  }
+
+  /** What a drag on the map does from now on. */
+  async setDragMode(mode: DragMode): Promise<void> {
+    if (!this.gd) {
+      this.layout.dragmode = mode;
+      return;
+    }
+    // Not by writing this.layout first: it is the plot's own layout object, and relayout would
+    // then see no change and leave the drag handlers in the old mode. relayout updates it too,
+    // so later redraws keep the mode. Plotly keeps the last selection's outline, and a drag that
+    // starts inside it moves the outline instead of drawing a new one; a fresh mode starts
+    // without it (the selected points stay marked by the selection overlay).
+    this.counted();
+    await Plotly.relayout(this.el, { dragmode: mode, selections: [] });
   }
 
   /** Item id -> map position, or null if the item is not on the map. */
@@ -234,6 +251,8 @@ export class ExplorerMap {
     gd.on("plotly_relayouting", (event) => this.overlay.setView(viewOf(gd._fullLayout, event)));
     gd.on("plotly_relayout", (event: Record<string, unknown>) => {
       this.overlay.setView(viewOf(gd._fullLayout, undefined));
+      const mode = dragModeOf(event);
+      if (mode) this.handlers.onDragMode?.(mode);
       // Only pans and zooms (not resizes or selections) change what level of detail shows.
       const keys = Object.keys(event ?? {});
       if (keys.some((k) => k.endsWith("autorange"))) this.handlers.onView?.(null);

@@ -1,6 +1,7 @@
 // Wiring only: traits and DOM events in, calls into the small modules out.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { toFloat32, toUint32, toUint8 } from "./codecs.ts";
+import { DragToggle } from "./dragmode.ts";
 import { Gallery } from "./gallery.ts";
 import { type Detail, LodView } from "./lod.ts";
 import { ExplorerMap } from "./map.ts";
@@ -71,6 +72,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
       ui.map.dataset.viewAt = String(Date.now()); // epoch ms, read by bench/widget.py
       lod?.request(range);
     },
+    onDragMode: (mode) => drag.set(mode),
   });
   let colours = { codes: data.codes, opacity: data.opacity };
   const draw = (): Promise<void> => map.draw(colours.codes, model.get("_color_labels"), colours.opacity);
@@ -113,6 +115,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
       showError(ui, error instanceof Error ? error.message : String(error));
     }
   };
+  const drag = new DragToggle(ui.drag, (mode) => void map.setDragMode(mode));
   const gallery = new Gallery(ui.gallery, thumbs, {
     onPick: (id) => void run({ id }),
     onRemove: removeQuery,

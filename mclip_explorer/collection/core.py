@@ -19,6 +19,7 @@ from mclip_explorer.collection import _commit, building, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import first_map
+from mclip_explorer.collection.replacing import check_replace
 from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
@@ -62,11 +63,13 @@ class Collection:
     def build(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
-              shard_size: int = building.SHARD_SIZE, map_method: str = "auto") -> Collection:
+              shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
+              overwrite: bool = False) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
-        were added encodes only those. An existing collection at ``out`` is replaced.
+        were added encodes only those. A collection of another source at ``out`` is refused
+        unless ``overwrite=True``.
 
         Args:
             source: A folder, glob, list of paths, DataFrame with a ``path`` column or a
@@ -80,11 +83,18 @@ class Collection:
             precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
             shard_size: Items per flushed cache shard: at most this much work is redone.
             map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+            overwrite: Replace a collection at ``out`` that holds none of the source's files.
+
+        Raises:
+            CollectionError: ``out`` holds a collection of another source (and not
+                ``overwrite``), or is a folder of other files.
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
-        store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
+        # A bad folder or another collection fails before a slow model load.
+        target = store.prepare_out(out, create=False)
         items = read_source(source)
+        check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
