@@ -34,8 +34,8 @@ from mclip_explorer.widget.codecs import (
     text_field,
     to_buffer,
 )
-from mclip_explorer.widget.viewport import LOD_POINTS, LOD_THRESHOLD, MapDetail
 from mclip_explorer.widget.titles import item_title
+from mclip_explorer.widget.viewport import LOD_POINTS, LOD_THRESHOLD, MapDetail
 from mclip_explorer.widget.views import AnalysisViews
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
