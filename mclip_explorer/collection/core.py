@@ -99,10 +99,35 @@ class Collection:
         folder = store.prepare_out(out)
         frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
                                                 shard_size, progress)
+        return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
+                             map_method=map_method, progress=progress)
+
+    @classmethod
+    def from_embeddings(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
+                        out: str | Path, vectors_model: str | None = None,
+                        column: str | None = None, texts: bool = True,
+                        device: str | None = None, progress: bool = True,
+                        precision: str = "float16", map_method: str = "auto") -> Collection:
+        """Open embeddings made elsewhere (clip-retrieval, LAION, parquet, DataFrame) unencoded.
+
+        See :func:`mclip_explorer.collection.imported.from_embeddings` and docs/interop.md.
+        """
+        from mclip_explorer.collection.imported import from_embeddings
+
+        return from_embeddings(cls, source, model=model, out=out, vectors_model=vectors_model,
+                               column=column, texts=texts, device=device, progress=progress,
+                               precision=precision, map_method=map_method)
+
+    @classmethod
+    def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
+                  *, device: str | None, precision: str, map_method: str, progress: bool,
+                  extra: dict[str, Any] | None = None) -> Collection:
+        """Index, map and commit a new collection from its item rows and their vectors."""
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
         frame = building.normalise_items(frame)
         manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
                                       precision, building.PREPROCESS_VERSION)
+        manifest.update(extra or {})
         coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
                    np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
         coll._embeddings = vectors
@@ -113,6 +138,11 @@ class Collection:
                                                         good, len(frame), map_method, progress)
         if params is not None:
             manifest["projection"] = params
+        texts = coll._live_ids("text")
+        if len(texts):  # imported caption vectors: their own index, placed on the image map
+            coll._indexes["text"] = building.index_vectors(coll._new_index(), texts,
+                                                           vectors[texts], progress=progress)
+            coll._coords[texts], coll._stretch[texts] = coll.place(vectors[texts])
         store.checkpoint("assembled")
         coll._commit(set(store.ROLES))
         return coll
@@ -250,6 +280,12 @@ class Collection:
 
         vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         return self._index(kind).query(vectors, k, ef=ef)
+
+    def export(self, format: str, path: str | Path, **options: Any) -> Path:
+        """Write the collection for another tool; see :func:`.exporting.export` for formats."""
+        from mclip_explorer.collection.exporting import export
+
+        return export(self, format, path, **options)
 
     def thumbnail(self, item_id: int, size: int = 128) -> bytes:
         """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""

@@ -34,6 +34,7 @@ from mclip_explorer.widget.codecs import (
     text_field,
     to_buffer,
 )
+from mclip_explorer.widget.static_image import with_static_map
 from mclip_explorer.widget.titles import item_title
 from mclip_explorer.widget.viewport import LOD_POINTS, LOD_THRESHOLD, MapDetail
 from mclip_explorer.widget.views import AnalysisViews
@@ -167,6 +168,10 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
                 self._recolour(chosen)
             else:
                 self.color_by = chosen
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The live widget, plus a PNG of the map for saved notebooks (see static_image)."""
+        return with_static_map(super()._repr_mimebundle_(**kwargs), self)
 
     # ------------------------------------------------------------------------ Python API
     def highlight(self, ids: Any) -> None:
