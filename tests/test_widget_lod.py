@@ -142,3 +142,20 @@ def test_gap_layout_in_lod_mode_is_fetched_by_viewport(lod: Front, coll: Any) ->
     ids = u32(buffers[1])
     np.testing.assert_allclose(f32(buffers[0]).reshape(-1, 2),
                                gap.coords(corrected=True)[ids], rtol=1e-6)
+
+
+def test_the_static_picture_of_a_big_map_draws_a_stride(coll: Any, monkeypatch: Any) -> None:
+    from mclip_explorer.widget import static_image
+
+    drawn: list[tuple[np.ndarray, np.ndarray]] = []
+    monkeypatch.setattr(static_image, "MAX_PICTURE_POINTS", 10)
+    monkeypatch.setattr(static_image, "map_png",
+                        lambda xy, codes: drawn.append((xy, codes)) or b"png")
+    widget = ExplorerWidget(coll, color_by="colour")
+    assert static_image.map_picture(widget) == b"png"
+    xy, codes = drawn[0]
+    ids = np.arange(len(coll.items))[::5]  # 47 points, at most 10: every 5th
+    np.testing.assert_array_equal(xy, coll.coords[ids])
+    labels = widget._color_labels
+    assert [labels[c] for c in codes] == [c if isinstance(c, str) else "(none)"
+                                          for c in coll.items["colour"].to_numpy()[ids]]
