@@ -48,16 +48,18 @@ class CollectionState:
         self._indexes = indexes
         self._encoder = encoder
         self._device = device
+        self._memory_map = True
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
         self._hits: dict[str, search.HitColumns] = {}  # kind -> columns of hits; likewise
         self.read_only = False  # set by open(); a read-only collection is never written to
 
     @classmethod
-    def _load(cls: type[S], folder: Path, device: str | None) -> S:
-        manifest, items, arrays, indexes = read_folder(folder, KINDS)
-        return cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
+    def _load(cls: type[S], folder: Path, device: str | None, memory_map: bool = True) -> S:
+        manifest, items, arrays, indexes = read_folder(folder, KINDS, memory_map=memory_map)
+        coll = cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
             np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
-
+        coll._memory_map = memory_map
+        return coll
 
     @property
     def model_name(self) -> str:
@@ -113,13 +115,14 @@ class CollectionState:
         self._live.clear()
         self._hits.clear()
         try:
-            self._embeddings = _commit.write_generation(
+            stored = _commit.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
+            self._embeddings = stored if self._memory_map else np.array(stored)
         except BaseException:
             # Memory already holds the change that did not land: fall back to what is on disk.
             with contextlib.suppress(CollectionError):
-                fresh = type(self)._load(self.path, self._device)
+                fresh = type(self)._load(self.path, self._device, self._memory_map)
                 vars(self).update({k: v for k, v in vars(fresh).items() if k != "_encoder"})
             raise
 

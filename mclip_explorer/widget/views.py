@@ -58,6 +58,7 @@ class ViewHost(Protocol):
     color_by: str
     color_columns: list[str]
     highlighted_ids: np.ndarray
+    lod_active: bool  # the map is drawn by level of detail (points fetched by viewport)
     _items: pd.DataFrame  # the snapshot the map shows
     _point_ids: np.ndarray  # item id of each map point
     _map_coords: np.ndarray  # (items, 2) float32 map positions
@@ -157,11 +158,6 @@ class AnalysisViews(traitlets.HasTraits):
             raise ValueError(f"cannot colour by {column!r}: no such column in the collection")
         return self._host._items[column], None
 
-    def _opacity_buffer(self, alpha: np.ndarray | None) -> memoryview:
-        if alpha is None:
-            return to_buffer(np.empty(0), "float32")
-        return to_buffer(np.nan_to_num(alpha[self._host._point_ids], nan=0.8), "float32")
-
     def _by_id(self, values: Any, what: str) -> pd.Series:
         n = len(self._host._items)
         if isinstance(values, pd.Series):
@@ -199,8 +195,10 @@ class AnalysisViews(traitlets.HasTraits):
         if self._gap is None:
             gap = analysis.modality_gap(self._host.collection)
             both = np.concatenate([gap.coords(corrected=False), gap.coords(corrected=True)], axis=1)
-            # Sent once; later toggles only change map_view.
-            self._gap_coords = to_buffer(both[self._host._point_ids], "float32")
+            # Sent once; later toggles only change map_view. A level-of-detail map fetches
+            # the layout's points by viewport instead.
+            if not self._host.lod_active:
+                self._gap_coords = to_buffer(both[self._host._point_ids], "float32")
             self._gap = gap
         return self._gap
 
