@@ -172,6 +172,37 @@ def explorer(lab: dict[str, Any], browser_context: Any) -> Iterator[Any]:
     page.close()
 
 
+@pytest.fixture
+def fresh_explorer(explorer: Any) -> None:
+    """Every test starts from the same widget state, whatever ran before it (random order).
+
+    The notebook and page are shared (JupyterLab start-up dominates), so what earlier tests
+    change is undone here: a patched ``coll.search``, selection, highlight, colour column, error,
+    queries, zoom and drag mode.
+    """
+    kernel(explorer, "coll.__dict__.pop('search', None); w.selection = []; w.highlight([]);"
+                     " w.color_by = 'colour'; w.error = ''; print(1)")
+    while explorer.locator(".mx-remove").count():
+        explorer.locator(".mx-remove").first.click()
+    explorer.wait_for_function("() => !document.querySelector('.mx-row')")
+    explorer.locator('.mx-map .modebar-btn[data-title="Reset axes"]').click()
+    # plotly keeps its own box/lasso selection (unselected points dimmed) until a double click
+    # in a select mode clears it.
+    explorer.locator('.mx-map .modebar-btn[data-title="Box Select"]').click()
+    box = explorer.locator(".mx-map .nsewdrag").first.bounding_box()
+    explorer.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    explorer.locator('.mx-map .modebar-btn[data-title="Pan"]').click()
+    explorer.mouse.move(2, 2)
+    explorer.wait_for_function(
+        "() => { const d = document.querySelector('.mx-map').data;"
+        " return d.find(t => t.name === 'highlighted').x.length === 0"
+        " && d.find(t => t.name === 'selected').x.length === 0; }", timeout=10_000)
+    # A reset of the axes redraws the map (and, with level of detail, asks the kernel for the
+    # viewport's points): let that finish before the test looks at the picture.
+    explorer.wait_for_selector(".mx-root[data-busy='false']", timeout=10_000)
+    explorer.wait_for_timeout(800)
+
+
 KERNEL_EXEC = """async (code) => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
   const future = kernel.requestExecute({ code, store_history: false });

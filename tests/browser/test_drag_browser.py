@@ -10,7 +10,7 @@ import pytest
 from tests.browser.conftest import kernel
 from tests.browser.test_explorer_browser import TO_PIXELS
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_explorer")]
 
 STATE = """() => ({
   mode: document.querySelector('.mx-map')._fullLayout.dragmode,

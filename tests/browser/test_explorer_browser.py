@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests.browser.conftest import kernel, screenshot
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_explorer")]
 K = 8  # the notebook shows the widget with k=8
 
 TO_PIXELS = """(points) => {
@@ -52,25 +52,6 @@ def remove_all_queries(page: Any) -> None:
         page.locator(".mx-remove").first.click()
     page.wait_for_function("() => !document.querySelector('.mx-row')")
 
-
-@pytest.fixture(autouse=True)
-def fresh_explorer(explorer: Any) -> None:
-    """Every test starts from the same widget state, whatever ran before it (random order).
-
-    The notebook and page are shared (JupyterLab start-up dominates), so what earlier tests
-    change is undone here: a patched ``coll.search``, selection, highlight, colour column, error,
-    queries, zoom and drag mode.
-    """
-    kernel(explorer, "coll.__dict__.pop('search', None); w.selection = []; w.highlight([]);"
-                     " w.color_by = 'colour'; w.error = ''; print(1)")
-    remove_all_queries(explorer)
-    explorer.locator('.mx-map .modebar-btn[data-title="Reset axes"]').click()
-    explorer.locator('.mx-map .modebar-btn[data-title="Pan"]').click()
-    explorer.mouse.move(2, 2)
-    explorer.wait_for_function(
-        "() => { const d = document.querySelector('.mx-map').data;"
-        " return d.find(t => t.name === 'highlighted').x.length === 0"
-        " && d.find(t => t.name === 'selected').x.length === 0; }", timeout=10_000)
 
 
 def test_map_shows_the_points(explorer: Any) -> None:

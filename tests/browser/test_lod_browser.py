@@ -16,7 +16,7 @@ import pytest
 from tests.browser.conftest import REPO, kernel, open_notebook, screenshot
 from tests.browser.test_explorer_browser import TO_PIXELS, selected_in_python
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_explorer")]
 BUDGET = 12
 CODE = """\
 import sys, json

@@ -8,7 +8,7 @@ import pytest
 
 from tests.browser.conftest import kernel
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_explorer")]
 
 
 def test_gallery_titles_are_file_names_with_the_full_text_on_hover(explorer: Any) -> None:
