@@ -187,7 +187,7 @@ class Collection:
                                      vector_of_id=self._vector_of_id, dim=self.dim)
 
     def search(self, query: Any, k: int = 10, *, ef: int | None = None, where: Any = None,
-               kind: str = "image") -> pd.DataFrame:
+               kind: str = "image", lang: str | None = None) -> pd.DataFrame:
         """Find the ``k`` items of ``kind`` closest to the query.
 
         Args:
@@ -198,9 +198,13 @@ class Collection:
             ef: hnswlib search breadth (default: the manifest's).
             where: Metadata filter (see :func:`mclip_explorer.collection.search.where_mask`).
             kind: ``"image"`` or ``"text"`` items.
+            lang: The text queries' language for models that need it (NLLB-CLIP), ISO 639-1 or
+                FLORES-200; default: detected per query.
 
         Returns:
-            Columns ``(query,) rank, id, path, score, x, y`` then metadata, best first.
+            Columns ``(query,) rank, id, path, score, x, y`` then metadata, best first. Text
+            queries add ``probability`` on SigLIP models and ``query_lang`` on NLLB-CLIP (see
+            :func:`mclip_explorer.collection.search.add_model_scores`).
         """
         index = self._index(kind)
         batch = search.is_batch(query)
@@ -209,7 +213,7 @@ class Collection:
             raise ValueError("empty list of queries")
         kinds = [search.classify(q) for q in queries]
         vectors = search.encode_queries(queries, kinds, encoder=lambda: self.encoder,
-                                        vector_of_id=self._vector_of_id, dim=self.dim)
+                                        vector_of_id=self._vector_of_id, dim=self.dim, lang=lang)
         allowed = None
         if where is not None:
             live = self._live_ids(kind)
@@ -220,8 +224,11 @@ class Collection:
                                   vectors_by_id=self._embeddings)
         labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
                                                                        strict=True))]
-        return search.result_frame(self._items, self._coords, ids, scores,
-                                   labels if batch else None, kind)
+        frame = search.result_frame(self._items, self._coords, ids, scores,
+                                    labels if batch else None, kind)
+        if "text" in kinds:
+            search.add_model_scores(frame, ids, queries, kinds, self.encoder, lang, kind)
+        return frame
 
     def neighbours(self, vectors: np.ndarray, k: int = 10, *, ef: int | None = None,
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
