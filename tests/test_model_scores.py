@@ -7,7 +7,6 @@ text's language and records the language each batch was encoded in.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
