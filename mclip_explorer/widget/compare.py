@@ -54,7 +54,7 @@ class CompareView:
         return self.results
 
     def _column(self, name: str, hits: pd.DataFrame) -> Any:
-        import ipywidgets as w  # type: ignore[import-untyped]
+        import ipywidgets as w
 
         coll = self.collections[name]
         sigmoid = "probability" in hits.columns
