@@ -119,7 +119,7 @@ _SIGLIP2 = ("SigLIP 2 (WebLI, multilingual; languages listed: Crossmodal-3600's 
             "paper reports). Scores are sigmoid probabilities. Gemma tokenizer; texts padded to "
             "64 tokens.")
 _NLLB = ("Needs the query's language (FLORES-200 code): detected offline per text, or lang=. "
-         "Languages: those of NLLB-200 that have an ISO 639-1 code.")
+         "Languages: the NLLB-200 languages the offline detector can name.")
 
 
 def _nllb_languages() -> tuple[str, ...]:
