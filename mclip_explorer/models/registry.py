@@ -109,7 +109,8 @@ def _metaclip2(size: str, dim: int, image_size: int) -> ModelSpec:
     return _spec(name=f"metaclip-2-worldwide-{size}", family="metaclip2", dim=dim,
                  languages=XM3600_LANGUAGES,
                  text_repo=repo, image_repo=repo, image_arch=None, image_pretrained=None,
-                 image_size=image_size, text_max_tokens=77, source=_HUB, licence="CC-BY-NC-4.0",
+                 image_size=image_size, text_max_tokens=77, source=_HUB,
+                 licence="CC-BY-NC-4.0 (MetaCLIP release licence)",
                  notes="Trained on 300+ languages (worldwide web alt-texts); languages listed: "
                        "Crossmodal-3600's 36, which the paper reports. XLM-V tokenizer (901,629 "
                        "pieces).")
@@ -142,8 +143,9 @@ _NEW_ENTRIES = [
           ("L-16-256", "L-16", "-256", 1024, 256), ("SO400M-14", "SO400M-14", "", 1152, 224),
           ("SO400M-16-384", "SO400M-16", "-384", 1152, 384),
           ("gopt-16-384", "gopt-16", "-384", 1536, 384))],
-    *[_open_clip(name, arch, tag, repo, dim, px, 77,
-                 _nllb_languages(), "CC-BY-NC-4.0", _NLLB)
+    *[_open_clip(name, arch, tag, repo, dim, px, 77, _nllb_languages(),
+                 "CC-BY-NC-4.0" if tag == "v1" else
+                 "MIT on the model card; the NLLB-200 base is CC-BY-NC-4.0", _NLLB)
       for name, arch, tag, repo, dim, px in (
           ("nllb-clip-base", "nllb-clip-base", "v1", "visheratin/nllb-clip-base-oc", 512, 224),
           ("nllb-clip-large", "nllb-clip-large", "v1", "visheratin/nllb-clip-large-oc", 1024,
