@@ -36,12 +36,16 @@ IMAGE_TOWERS: dict[str, tuple[int, dict[str, Any], int]] = {
     "MetaCLIP 2 H/14-378": (
         1024, {**VIT, "layers": 32, "width": 1280, "head_width": 80, "patch_size": 14,
                "image_size": 378}, 2),
-    "SigLIP 2 B/32-256": (768, {"image_size": 256, "timm_model_name": "vit_base_patch32_siglip_256"}, 16),
-    "SigLIP 2 B/16-256": (768, {"image_size": 256, "timm_model_name": "vit_base_patch16_siglip_256"}, 8),
+    "SigLIP 2 B/32-256": (768, {"image_size": 256,
+                                "timm_model_name": "vit_base_patch32_siglip_256"}, 16),
+    "SigLIP 2 B/16-256": (768, {"image_size": 256,
+                                "timm_model_name": "vit_base_patch16_siglip_256"}, 8),
     "SigLIP 2 B/16-384; NLLB-CLIP base-siglip": (
         768, {"image_size": 384, "timm_model_name": "vit_base_patch16_siglip_384"}, 4),
-    "SigLIP 2 L/16-256": (1024, {"image_size": 256, "timm_model_name": "vit_large_patch16_siglip_256"}, 4),
-    "SigLIP 2 SO400M/14": (1152, {"image_size": 224, "timm_model_name": "vit_so400m_patch14_siglip_224"}, 2),
+    "SigLIP 2 L/16-256": (1024, {"image_size": 256,
+                                 "timm_model_name": "vit_large_patch16_siglip_256"}, 4),
+    "SigLIP 2 SO400M/14": (1152, {"image_size": 224,
+                                  "timm_model_name": "vit_so400m_patch14_siglip_224"}, 2),
     "SigLIP 2 SO400M/16-384; NLLB-CLIP large-siglip (SO400M/14-384)": (
         1152, {"image_size": 384, "timm_model_name": "vit_so400m_patch16_siglip_384"}, 2),
 }
@@ -60,7 +64,8 @@ def _text_towers() -> dict[str, Callable[[], Any]]:
             return model.get_encoder() if encoder_only else model
         return build
 
-    def clip_text(width: int, layers: int, heads: int, context: int, **extra: Any) -> Callable[[], Any]:
+    def clip_text(width: int, layers: int, heads: int, context: int,
+                  **extra: Any) -> Callable[[], Any]:
         def build() -> Any:
             from open_clip.model import CLIPTextCfg, _build_text_tower
 
@@ -92,18 +97,18 @@ def _text_towers() -> dict[str, Callable[[], Any]]:
     }
 
 
-def _rate(run: Callable[[], Any], items: int, repeats: int) -> float:
+def _rate(tower: Any, inputs: Any, repeats: int) -> float:
     import torch
 
     with torch.inference_mode():
-        run()  # warm-up: first-call allocations and kernel selection
+        tower(inputs)  # warm-up: first-call allocations and kernel selection
         start = time.perf_counter()
         for _ in range(repeats):
-            run()
-        return items * repeats / (time.perf_counter() - start)
+            tower(inputs)
+        return len(inputs) * repeats / (time.perf_counter() - start)
 
 
-def bench_images(name: str, only: str | None) -> dict[str, Any] | None:
+def bench_images(name: str) -> dict[str, Any]:
     import torch
     from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
@@ -114,7 +119,7 @@ def bench_images(name: str, only: str | None) -> dict[str, Any] | None:
     size = cfg["image_size"]
     pixels = torch.randn(n, 3, size, size)
     params = sum(p.numel() for p in tower.parameters())
-    rate = _rate(lambda: tower(pixels), n, 1)
+    rate = _rate(tower, pixels, 1)
     del tower
     gc.collect()
     return {"tower": name, "kind": "image", "params_M": round(params / 1e6), "px": size,
@@ -127,7 +132,7 @@ def bench_text(name: str, build: Callable[[], Any]) -> dict[str, Any]:
     tower = build().eval()
     tokens = torch.randint(5, VOCAB - 1, (32, 16))
     params = sum(p.numel() for p in tower.parameters()) - VOCAB * _width(tower)
-    rate = _rate(lambda: tower(tokens), len(tokens), 2)
+    rate = _rate(tower, tokens, 2)
     del tower
     gc.collect()
     return {"tower": name, "kind": "text", "params_M": round(params / 1e6), "px": None,
@@ -154,7 +159,7 @@ def main() -> None:
     for name in IMAGE_TOWERS:
         if args.only and args.only not in name:
             continue
-        rows.append(bench_images(name, args.only))
+        rows.append(bench_images(name))
         print(json.dumps(rows[-1]), flush=True)
     for name, build in _text_towers().items():
         if args.only and args.only not in name:

@@ -199,13 +199,14 @@ def add_model_scores(frame: pd.DataFrame, ids: np.ndarray, queries: list[Any], k
     """
     query_rows = np.nonzero(ids >= 0)[0]
     text = np.array([kinds[q] == "text" for q in query_rows], dtype=bool)
+    after_score = list(frame.columns).index("score") + 1
     if encoder.score_kind == "sigmoid" and kind == "image":
         probability = np.full(len(frame), np.nan, dtype=np.float32)
         probability[text] = encoder.score(frame["score"].to_numpy()[text])
-        frame.insert(frame.columns.get_loc("score") + 1, "probability", probability)
+        frame.insert(after_score, "probability", probability)
     if encoder.needs_language:
         positions = [i for i, k in enumerate(kinds) if k == "text"]
         found = dict(zip(positions, encoder.text_languages([queries[i] for i in positions], lang),
                          strict=True))
-        frame.insert(frame.columns.get_loc("score") + 1, "query_lang",
+        frame.insert(after_score, "query_lang",
                      [found.get(int(q)) for q in query_rows])

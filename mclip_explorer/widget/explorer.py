@@ -219,7 +219,7 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             # SigLIP models show their own match probability, not the raw cosine.
             score_kind = encoder.score_kind
             if score_kind == "sigmoid":
-                found.insert(found.columns.get_loc("score") + 1, "probability",
+                found.insert(list(found.columns).index("score") + 1, "probability",
                              encoder.score(found["score"].to_numpy()))
         else:
             ids = check_ids(_one_buffer(buffers), self._items)
