@@ -28,6 +28,7 @@ NEW_OPEN_CLIP = {  # registry name -> hub repo of its twin
     "xlm-roberta-large-ViT-H-14": modern.XLMR_H14_REPO,
 }
 HEAVY = {"nllb-clip-base-siglip", "SigLIP2-B-16-256"}
+OWN_FOLDER = {"xlm-roberta-large-ViT-H-14"}
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,14 @@ def heavy_weights(weights_dir: Path) -> Path:
     """The SigLIP twins (real-size image towers) added to the session's weights folder."""
     modern.build_heavy(weights_dir)
     return weights_dir
+
+
+@pytest.fixture(scope="session")
+def xlmr_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The XLM-R ViT-H/14 twin in a folder of its own (see tests/twins/modern.build)."""
+    root = tmp_path_factory.mktemp("xlmr-h14")
+    modern.build_xlmr_h14(root)
+    return root
 
 
 def test_every_new_entry_has_a_twin_or_a_reason() -> None:
@@ -121,17 +130,21 @@ def _reference(name: str, weights_dir: Path):
     return model.eval(), preprocess, tokenizer
 
 
-def _load(name: str, weights_dir: Path, heavy_request: pytest.FixtureRequest):
+def _folder(name: str, weights_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """The weights folder holding ``name``'s twin (built on first use for the heavy ones)."""
     if name in HEAVY:
-        heavy_request.getfixturevalue("heavy_weights")
-    return load_model(name, weights_dir=weights_dir, device="cpu")
+        request.getfixturevalue("heavy_weights")
+    if name in OWN_FOLDER:
+        return Path(request.getfixturevalue("xlmr_weights"))
+    return weights_dir
 
 
 @pytest.mark.parametrize("name", sorted(NEW_OPEN_CLIP))
 def test_open_clip_parity(name: str, weights_dir: Path, request: pytest.FixtureRequest) -> None:
     import torch
 
-    encoder = _load(name, weights_dir, request)
+    weights_dir = _folder(name, weights_dir, request)
+    encoder = load_model(name, weights_dir=weights_dir, device="cpu")
     model, preprocess, tokenizer = _reference(name, weights_dir)
     images = photos()
     texts = ["A photo of a cat sleeping on a red chair", "a cat", ""]
@@ -183,8 +196,8 @@ def test_sigmoid_scores_match_the_library_logits(name: str, heavy_weights: Path)
     assert not np.allclose(encoder.score(cos), cos)
 
 
-def test_cosine_models_score_is_the_cosine(weights_dir: Path) -> None:
-    encoder = load_model("xlm-roberta-large-ViT-H-14", weights_dir=weights_dir, device="cpu")
+def test_cosine_models_score_is_the_cosine(xlmr_weights: Path) -> None:
+    encoder = load_model("xlm-roberta-large-ViT-H-14", weights_dir=xlmr_weights, device="cpu")
     cos = np.array([[0.25, -0.5]], dtype=np.float32)
     assert encoder.score_kind == "cosine"
     np.testing.assert_array_equal(encoder.score(cos), cos)
@@ -231,8 +244,8 @@ def test_nllb_lang_override(nllb, weights_dir: Path) -> None:
         nllb.encode_text([text], lang=["de", "fr"])
 
 
-def test_other_models_ignore_language(weights_dir: Path) -> None:
-    encoder = load_model("xlm-roberta-large-ViT-H-14", weights_dir=weights_dir, device="cpu")
+def test_other_models_ignore_language(xlmr_weights: Path) -> None:
+    encoder = load_model("xlm-roberta-large-ViT-H-14", weights_dir=xlmr_weights, device="cpu")
     assert not encoder.needs_language
     assert np.array_equal(encoder.encode_text(["Ein Hund"], lang="fr"),
                           encoder.encode_text(["Ein Hund"]))
