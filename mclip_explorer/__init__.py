@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from mclip_explorer._version import __version__
 
 if TYPE_CHECKING:
-    from mclip_explorer.widget import explore
     from mclip_explorer.collection import Collection
     from mclip_explorer.models import Encoder, available_models, load_model
+    from mclip_explorer.widget import explore
 
 __all__ = ["Collection", "Encoder", "__version__", "available_models", "explore", "load_model"]
 

@@ -40,8 +40,19 @@ class BadImageError(MclipExplorerError, ValueError):
         super().__init__(reason if item is None else f"{_describe(item)}: {reason}")
 
 
+class BadTextError(MclipExplorerError, ValueError):
+    """A text that is not valid Unicode (a lone surrogate); the message says which and where."""
+
+
 class CollectionError(MclipExplorerError):
     """A collection folder that is missing, damaged or from an incompatible version."""
+
+
+class WriteError(MclipExplorerError, OSError):
+    """A file that could not be written completely (full disk, file-size limit, read-only).
+
+    Whatever the file replaces is left as it was.
+    """
 
 
 class ModelMismatchError(CollectionError):
@@ -60,6 +71,10 @@ class BadImageWarning(UserWarning):
         shown = "; ".join(f"#{i}: {r}" for i, r in list(self.failures.items())[:5])
         more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
         super().__init__(f"{len(self.failures)} image(s) could not be encoded: {shown}{more}")
+
+
+class DamageWarning(UserWarning):
+    """Damaged data was found and worked around (an index rebuilt, a cache shard re-encoded)."""
 
 
 class TruncationWarning(UserWarning):

@@ -5,6 +5,7 @@ Runs inside DataLoader worker processes, so it must stay picklable and import on
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -21,9 +22,19 @@ ImageInput = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
 # Above this a decode is refused, not attempted: a 40k x 40k PNG would take gigabytes.
 MAX_PIXELS = 178_956_970  # PIL's own default limit (2 x its warning threshold)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-)
+# Every extension a folder scan picks up: what Pillow decodes, what the optional [formats]
+# plugins decode (AVIF, HEIC), and what only looks like an image (RAW, SVG, PSD...): those are
+# listed as failed items with their reason instead of being skipped silently.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif",
+    ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga", ".dds", ".psd",
+    ".jp2", ".j2k", ".jpx", ".avif", ".heic", ".heif", ".hif", ".jxl", ".svg", ".eps",
+    ".xcf", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+})
+FORMATS_HINT = "install mclip-explorer[formats]"
+# ISO-BMFF "ftyp" brands: AVIF, then HEIF/HEIC (HEVC-coded) images.
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
 BACKGROUND = (255, 255, 255)
 
@@ -97,6 +108,7 @@ def open_image(item: ImageInput) -> Image.Image:
 
 
 def _checked_open(source: io.BytesIO | Path, item: ImageInput) -> Image.Image:
+    register_plugins()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -106,7 +118,7 @@ def _checked_open(source: io.BytesIO | Path, item: ImageInput) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise BadImageError(f"image too large to decode safely ({exc})", item) from None
     except UnidentifiedImageError:
-        raise BadImageError("not an image (format not recognised)", item) from None
+        raise BadImageError(_unrecognised(source), item) from None
     try:
         _check_pixels(image, item)
     except BadImageError:
@@ -161,6 +173,63 @@ def _high_bit_depth_to_rgb(image: Image.Image) -> Image.Image:
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     grey = np.clip(np.nan_to_num((array - lo) * scale), 0, 255).round().astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")
+
+
+@functools.cache
+def register_plugins() -> tuple[str, ...]:
+    """Register the optional decoders of ``mclip-explorer[formats]`` that are installed.
+
+    ``pillow-heif`` adds HEIC/HEIF; ``pillow-avif-plugin`` adds AVIF where Pillow itself lacks
+    it (Pillow 11.2+ wheels decode AVIF natively). Runs once per process, DataLoader workers
+    included. Returns the formats added.
+    """
+    from PIL import features
+
+    added = []
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        added.append("HEIF")
+    except ImportError:
+        pass
+    if not features.check("avif"):
+        try:
+            import pillow_avif  # noqa: F401  (registers the AVIF plugin on import)
+
+            added.append("AVIF")
+        except ImportError:
+            pass
+    return tuple(added)
+
+
+def _unrecognised(source: io.BytesIO | Path) -> str:
+    """Why Pillow could not identify a file: a missing optional decoder, or not an image."""
+    try:
+        if isinstance(source, Path):
+            with source.open("rb") as handle:
+                head = handle.read(64)
+        else:
+            head = source.getvalue()[:64]
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":
+        brands = head[8:12] + head[16:min(len(head), int.from_bytes(head[:4], "big"))]
+        brands_list = [brands[i:i + 4] for i in range(0, len(brands), 4)]
+        if any(b in _AVIF_BRANDS for b in brands_list):
+            return (f"AVIF image: this Pillow cannot decode AVIF; {FORMATS_HINT} "
+                    "(pillow-avif-plugin)")
+        if any(b in _HEIF_BRANDS for b in brands_list):
+            return f"HEIC/HEIF image: decoding it needs pillow-heif; {FORMATS_HINT}"
+    suffix = source.suffix.lower() if isinstance(source, Path) else ""
+    if suffix in _UNDECODABLE:
+        return f"{_UNDECODABLE[suffix]} files are not supported (not decodable by Pillow)"
+    return "not an image (format not recognised)"
+
+
+_UNDECODABLE = {".svg": "SVG (vector)", ".xcf": "GIMP XCF", ".jxl": "JPEG XL",
+                **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
+                                 ".raf"), "camera RAW")}
 
 
 def is_image_path(path: Path) -> bool:

@@ -114,8 +114,9 @@ def test_bad_input_is_one_line_and_exit_2(images: Path, built: Path, tmp_path: P
     _bad(capsys, ["search", str(images), "red"], "not a collection")
     damaged = tmp_path / "damaged"
     shutil.copytree(built, damaged)
-    index = next(damaged.glob("index-image.*.hnsw"))
-    index.write_bytes(index.read_bytes()[:100])
+    # A damaged index is rebuilt (test_collection); damaged embeddings cannot be.
+    embeddings = next(damaged.glob("embeddings.*.npy"))
+    embeddings.write_bytes(embeddings.read_bytes()[:100])
     for argv in (["info", str(damaged)], ["search", str(damaged), "red"],
                  ["add", str(damaged), str(images)]):
         _bad(capsys, argv, "truncated")

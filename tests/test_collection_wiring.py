@@ -60,8 +60,8 @@ def test_explore_returns_the_widget_of_this_collection(coll: Collection) -> None
 def test_default_out_keeps_collections_out_of_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mclip_explorer.widget.api import default_out
     from mclip_explorer.data import sample_images
+    from mclip_explorer.widget.api import default_out
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -338,10 +338,10 @@ def test_truncated_file_is_a_collection_error(small, tmp_path, keep):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"dim": 64}, "dim=32, M=16; the manifest says dim=64"),
-        ({"M": 8}, "M=16; the manifest says dim=32, M=8"),
-        ({"count": 301}, "holds 300 items, the manifest says 301"),
-        ({"live": 12}, "holds 300 live items, the manifest says 12"),
+        ({"dim": 64}, "dim=32, M=16; the manifest's fields 'index.dim', 'index.M' say dim=64"),
+        ({"M": 8}, "M=16; the manifest's fields 'index.dim', 'index.M' say dim=32, M=8"),
+        ({"count": 301}, "holds 300 items, the manifest's field 'index.count' says 301"),
+        ({"live": 12}, "holds 300 live items, the manifest's field 'index.live' says 12"),
         ({"space": "l2"}, "space 'l2' is not supported"),
         ({"dim": None}, "incomplete"),
     ],
@@ -399,3 +399,35 @@ def test_default_search_breadth_grows_with_the_index(small, tmp_path):
     assert VectorIndex.load(path, json.loads(json.dumps(index.params))).ef is None
     fixed = VectorIndex(32, ef=200)
     assert fixed.search_ef == 200 and fixed.params["ef"] == 200
+
+
+def _records_end(data: bytes, start: int, count: int) -> int:
+    """Reference walk of hnswlib's link-list records: uint32 size, then that many bytes."""
+    pos = start
+    for _ in range(count):
+        pos += 4 + int.from_bytes(data[pos:pos + 4], "little")
+    return pos
+
+
+def test_a_written_index_is_checked_to_its_last_byte(tmp_path):
+    """hnswlib ignores write errors, so save() walks the file; any cut or extra byte fails."""
+    from mclip_explorer.collection._hnsw_file import HEADER_BYTES, check_complete
+
+    vectors = clustered(2000, 32, clusters=6, local_dim=4)
+    index = VectorIndex(32, M=4)  # small M: many items on upper levels, long link tails
+    index.add(np.arange(2000), vectors)
+    path = tmp_path / "index.hnsw"
+    index.save(path)
+    data = path.read_bytes()
+    per_element = int(np.frombuffer(data[24:32], "<u8")[0])
+    start = HEADER_BYTES + 2000 * per_element
+    assert _records_end(data, start, 2000) == len(data) > start + 4 * 2000  # the premise
+    check_complete(path, dim=32, m=4, count=2000)
+    for cut in (start + 1, start + 4 * 37, (start + len(data)) // 2, len(data) - 4,
+                len(data) - 1):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CollectionError, match=r"incomplete|truncated"):
+            check_complete(path, dim=32, m=4, count=2000)
+    path.write_bytes(data + bytes(4))
+    with pytest.raises(CollectionError, match="incomplete"):
+        check_complete(path, dim=32, m=4, count=2000)

@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 transforms = pytest.importorskip("torchvision.transforms")
 
 from mclip_explorer.errors import BadImageError, BadImageWarning  # noqa: E402
+from mclip_explorer.images import load_image  # noqa: E402
 from mclip_explorer.models.gpu_decode import (  # noqa: E402
     GpuPreprocess,
     decode_jpegs,
@@ -26,7 +27,6 @@ from mclip_explorer.models.gpu_decode import (  # noqa: E402
     preprocess,
     read_plain_jpeg,
 )
-from mclip_explorer.images import load_image  # noqa: E402
 from mclip_explorer.models.torch_base import TorchEncoder  # noqa: E402
 
 DEVICE = os.environ.get("MCLIP_TEST_DEVICE", "cpu")
@@ -230,7 +230,18 @@ def test_only_plain_jpegs_take_the_device_path(tmp_path: Path) -> None:
         assert read_plain_jpeg(other) is None
 
 
-def test_device_preprocessing_matches_pil(photos: list[Path]) -> None:
+@pytest.fixture(params=["torchvision", "nvimgcodec"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each batched JPEG decoder by name (nvImageCodec runs its CPU backend on a CPU machine)."""
+    from mclip_explorer.models import nvimgcodec_decode
+
+    if request.param == "nvimgcodec" and not nvimgcodec_decode.available():
+        pytest.fail("nvidia-nvimgcodec-cu13 is in the test extra: install it")
+    monkeypatch.setenv(nvimgcodec_decode.DECODER_ENV, request.param)
+    return str(request.param)
+
+
+def test_device_preprocessing_matches_pil(photos: list[Path], decoder: str) -> None:
     spec = describe_transform(clip_transform())
     assert spec is not None
     datas = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in photos]
@@ -247,7 +258,7 @@ def test_device_preprocessing_matches_pil(photos: list[Path]) -> None:
     assert difference.mean().item() <= (1e-3 if DEVICE == "cpu" else 0.03)
 
 
-def test_device_decoding_end_to_end(tmp_path: Path, photos: list[Path]) -> None:
+def test_device_decoding_end_to_end(tmp_path: Path, photos: list[Path], decoder: str) -> None:
     plain = _cpu_encoder(tmp_path)
     fast = TinyEncoder(clip_transform())
     fast.gpu_decode = True
@@ -296,3 +307,31 @@ def test_transformers_clip_processor_is_recognised_and_matched(photos: list[Path
     assert (fast - reference).abs().max().item() <= 0.02  # one grey level, as for open_clip
     processor.do_center_crop = False
     assert describe_transform(HFImageTransform(processor)) is None
+
+
+def test_nvimgcodec_decodes_exactly_as_pil_and_marks_failures(photos: list[Path]) -> None:
+    from mclip_explorer.models import nvimgcodec_decode
+
+    datas: list[Any] = [p.read_bytes() for p in photos[:3]]
+    datas.insert(1, b"\xff\xd8\xff not a jpeg")
+    datas.append(torch.frombuffer(bytearray(photos[3].read_bytes()), dtype=torch.uint8))
+    decoded = nvimgcodec_decode.decode(datas, torch.device("cpu"))
+    assert decoded[1] is None
+    for got, path in zip([decoded[0], decoded[2], decoded[3], decoded[4]],
+                         [*photos[:3], photos[3]], strict=True):
+        expected = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        assert got is not None and got.dtype == torch.uint8
+        assert torch.equal(got, expected)  # the same libjpeg-turbo decode, planar RGB
+
+
+def test_decoder_choice_is_validated(monkeypatch: pytest.MonkeyPatch, photos: list[Path]) -> None:
+    from mclip_explorer.models import nvimgcodec_decode
+
+    datas = [torch.frombuffer(bytearray(photos[0].read_bytes()), dtype=torch.uint8)]
+    monkeypatch.setenv(nvimgcodec_decode.DECODER_ENV, "dali")
+    with pytest.raises(ValueError, match="MCLIP_EXPLORER_GPU_DECODER='dali'"):
+        decode_jpegs(datas, torch.device("cpu"))
+    monkeypatch.setenv(nvimgcodec_decode.DECODER_ENV, "nvimgcodec")
+    monkeypatch.setattr(nvimgcodec_decode, "available", lambda: False)
+    with pytest.raises(ImportError, match=r"mclip-explorer\[gpu\]"):
+        decode_jpegs(datas, torch.device("cpu"))

@@ -98,3 +98,39 @@ def test_every_script_gets_its_own_embedding(encoder) -> None:
 def test_bad_text_types_name_the_index(encoder, bad: object) -> None:
     with pytest.raises(TypeError, match=rf"texts\[2\] is {type(bad).__name__}"):
         encoder.encode_text(["fine", "also fine", bad])  # type: ignore[list-item]
+
+
+# Strings a user can type, paste, pass on a command line or send from the widget (issue 9, 5).
+ODD_TEXTS = {
+    "lone high surrogate": "\ud800",
+    "lone low surrogate (an undecodable argv byte)": "red \udcff car",
+    "reversed surrogate pair": "\udc00\ud800",
+    "NUL": "\x00",
+    "NULs inside": "red\x00\x00car",
+    "byte-order mark": "\ufeff",
+    "zero-width space": "\u200b",
+    "right-to-left override": "\u202eabc",
+    "combining marks": "e" + "\u0301" * 300,
+    "noncharacters": "\ufffe\uffff\U0010ffff",
+    "private use": "\ue000\U000f0000",
+    "escape codes": "\x1b[31mred\x1b[0m",
+    "control characters": "\r\n\t\x07\x08\x7f",
+    "emoji ZWJ sequence": "\U0001f3f3\ufe0f\u200d\U0001f308",
+    "mathematical letters": "\U0001d573\U0001d58a\U0001d591\U0001d591\U0001d594",
+    "ideographic space": "\u3000",
+}
+
+
+def test_odd_strings_give_a_result_or_a_named_error(encoder) -> None:
+    from mclip_explorer.errors import BadTextError
+
+    for what, text in ODD_TEXTS.items():
+        try:
+            out = encoder.encode_text([text, "a cat"])
+        except BadTextError as exc:
+            assert "surrogate" in what, f"{what}: refused ({exc})"
+            assert "texts[0]" in str(exc) and "surrogate U+D" in str(exc), str(exc)
+            continue
+        assert "surrogate" not in what, f"{what}: encoded a string that is not valid Unicode"
+        assert out.shape == (2, encoder.dim) and np.isfinite(out).all(), what
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-4, err_msg=what)

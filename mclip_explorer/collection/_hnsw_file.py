@@ -1,16 +1,15 @@
-"""The saved hnswlib index file: atomic writes, and checks against the manifest before loading.
+"""The saved hnswlib index file: complete-file checks, and checks against the manifest.
 
 hnswlib trusts the file it loads: a wrong ``dim`` or a truncated file reads garbage or crashes
 the process. So the header and the sizes of an hnswlib 0.8 file are checked here against the
-manifest's parameters before hnswlib reads a byte of it.
+manifest's parameters before hnswlib reads a byte of it (the manifest's checksum, verified first
+on open, catches changed bytes). hnswlib's C++ writer ignores write errors, so a freshly written
+file is walked to its last byte (:func:`check_complete`) before it may be committed.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,62 @@ from mclip_explorer.errors import CollectionError
 HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
 
 
-def save_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write a file atomically: ``write(tmp)``, fsync, then rename ``tmp`` over ``path``.
+def check_complete(path: Path, *, dim: int, m: int, count: int) -> None:
+    """Check that an hnswlib 0.8 file is whole: header, level-0 block and every link list.
 
-    ``tmp`` is a new file in the same folder as ``path``; it is removed on any failure.
+    The upper-level link lists follow the level-0 block, each a uint32 byte count then that many
+    bytes; a complete file ends exactly after the last one.
+
+    Raises:
+        CollectionError: The file is shorter or longer than its own structure says.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:  # noqa: PTH123  (need the fd for fsync)
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    read_layout(path, dim=dim, m=m, count=count)
+    header = np.fromfile(path, dtype=np.uint8, count=HEADER_BYTES)
+    per_element = int(header[24:32].view(np.uint64)[0])
+    links_unit = int(header[56:64].view(np.uint64)[0]) * 4 + 4  # maxM_ ids + count word
+    size = path.stat().st_size
+    start = HEADER_BYTES + count * per_element
+    with path.open("rb") as handle:
+        handle.seek(start)
+        tail = handle.read()
+    end = _walk_link_lists(tail, count, links_unit)
+    if end is None:
+        raise CollectionError(f"index file {path} is damaged (a link list size that is not a "
+                              f"multiple of {links_unit} bytes)")
+    if end != len(tail):
+        raise CollectionError(f"index file {path} is incomplete ({size} bytes; its structure "
+                              f"needs {start + end})")
+
+
+def _walk_link_lists(tail: bytes, count: int, unit: int) -> int | None:
+    """Byte length of ``count`` link-list records (uint32 size + data) at the start of ``tail``.
+
+    Returns the end offset (past ``len(tail)`` when truncated), or None for a size that is not a
+    multiple of ``unit``. Most items live on level 0 only (a zero size word), so the loop steps
+    only over the records with data: about one item in M.
+    """
+    import bisect
+
+    words = np.frombuffer(tail[: len(tail) // 4 * 4], dtype="<u4")
+    nonzero = np.flatnonzero(words).tolist()
+    word, done = 0, 0  # position in words, records passed
+    while done < count:
+        if word >= len(words):  # the last record's data ran past the end: truncated
+            return 4 * word + 4 * (count - done)
+        nxt = bisect.bisect_left(nonzero, word)
+        at = nonzero[nxt] if nxt < len(nonzero) else len(words)
+        zeros = at - word  # records of size 0 before the next non-zero word
+        if done + zeros >= count or at >= len(words):
+            word += min(zeros, count - done)
+            done += min(zeros, count - done)
+            if done < count:  # ran out of words: truncated
+                return len(tail) + 4 * (count - done)
+            break
+        length = int(words[at])
+        if length % unit:
+            return None
+        word, done = at + 1 + length // 4, done + zeros + 1
+    return 4 * word
 
 
 def read_params(params: dict[str, Any], space: str) -> tuple[int, int, int, int | None, int]:
@@ -73,7 +113,8 @@ def load_hnsw(path: Path, *, space: str, dim: int, count: int) -> Any:
     return index
 
 
-def read_layout(path: Path, *, dim: int, m: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+def read_layout(path: Path, *, dim: int, m: int, count: int,
+                field: str = "index") -> tuple[np.ndarray, np.ndarray]:
     """Check an hnswlib 0.8 file against the manifest; return its labels and deleted flags.
 
     Returns:
@@ -93,10 +134,11 @@ def read_layout(path: Path, *, dim: int, m: int, count: int) -> tuple[np.ndarray
     if file_m != m or per_element != links0 + 4 * dim + 8:
         found = (per_element - 8 - (2 * file_m * 4 + 4)) // 4
         raise CollectionError(f"index file {path} does not match the manifest: it holds "
-                              f"dim={found}, M={file_m}; the manifest says dim={dim}, M={m}")
+                              f"dim={found}, M={file_m}; the manifest's fields '{field}.dim', "
+                              f"'{field}.M' say dim={dim}, M={m}")
     if stored != count:
-        raise CollectionError(f"index file {path} holds {stored} items, the manifest says "
-                              f"{count}")
+        raise CollectionError(f"index file {path} holds {stored} items, the manifest's field "
+                              f"'{field}.count' says {count}")
     minimum = HEADER_BYTES + stored * (per_element + 4)
     if size < minimum:
         raise CollectionError(f"index file {path} is truncated ({size} of at least {minimum} "

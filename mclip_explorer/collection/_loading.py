@@ -1,19 +1,23 @@
 """Loading what a :class:`Collection` is made of: its folder's files, and its encoder.
 
-Every file is checked against the manifest (row counts, ids, shapes) as it is read, so a damaged
-collection fails on open with a :class:`CollectionError` rather than on a later query.
+Every file is checked against the manifest (size, checksum, row counts, ids, shapes) as it is
+read, so a damaged collection fails on open with a :class:`CollectionError` naming the file or
+the manifest field, rather than on a later query. A damaged index file is the exception: it is
+derived data, rebuilt in memory from the (verified) embeddings with a :class:`DamageWarning`;
+the next commit writes it anew. Opening never writes to the folder.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import building, store
-from mclip_explorer.errors import CollectionError
+from mclip_explorer.collection import _commit, building, store
+from mclip_explorer.errors import CollectionError, DamageWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +46,7 @@ def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
     from mclip_explorer.collection.index import VectorIndex
 
     manifest = store.read_manifest(folder)
+    damaged = _commit.verify_files(folder, manifest)
     files, dim = manifest["files"], manifest["dim"]
     try:
         items = pd.read_parquet(folder / files["items"]["name"])
@@ -53,21 +58,75 @@ def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
     n = len(items)
     if n != manifest["counts"]["items"] or not np.array_equal(items["id"], np.arange(n)):
         raise CollectionError(f"damaged collection {folder}: items table has {n} rows, the "
-                              f"manifest says {manifest['counts']['items']}")
+                              f"manifest says {manifest['counts']['items']} (field "
+                              "'counts.items')")
     items["path"] = store.absolute_paths(items["path"], folder)
     items = building.normalise_items(items)  # same dtypes as a collection fresh in memory
+    _check_counts(manifest, items, folder)
     arrays = {}
     for role, shape in (("embeddings", (n, dim)), ("coords", (n, 2)), ("stretch", (n,))):
         arrays[role] = store.load_npy(folder / files[role]["name"], what=role)
         if arrays[role].shape != shape:
             raise CollectionError(f"damaged collection {folder}: {role} has shape "
-                                  f"{arrays[role].shape}, expected {shape}")
+                                  f"{arrays[role].shape}, expected {shape} (fields 'dim', "
+                                  "'counts.items')")
     indexes = {}
     for kind in kinds:
         entry = files.get(f"index_{kind}")
-        if entry:
-            indexes[kind] = VectorIndex.load(folder / entry["name"], manifest["index"][kind])
+        params = manifest["index"].get(kind)
+        if not entry:
+            if _live(items, kind).any():  # the index was dropped from the manifest
+                damaged[f"index_{kind}"] = f"field 'files.index_{kind}' names no file"
+                entry = {"name": f"index_{kind}"}
+                params = params or VectorIndex(dim).params
+            else:
+                continue
+        if not params:
+            raise CollectionError(f"damaged {folder / store.MANIFEST}: field 'index.{kind}' is "
+                                  f"missing for file {entry['name']}")
+        if params["dim"] != dim:
+            raise CollectionError(f"damaged {folder / store.MANIFEST}: field 'index.{kind}.dim' "
+                                  f"is {params['dim']}, field 'dim' is {dim}")
+        if f"index_{kind}" in damaged:
+            warnings.warn(DamageWarning(
+                f"index file {folder / entry['name']} is damaged ({damaged[f'index_{kind}']}); "
+                f"rebuilt the {kind} index in memory from the stored embeddings (the next "
+                "change to the collection writes it anew)"), stacklevel=4)
+            indexes[kind] = rebuild_index(items, arrays["embeddings"], kind, params)
+            continue
+        indexes[kind] = VectorIndex.load(folder / entry["name"], params, field=f"index.{kind}")
     return manifest, items, arrays, indexes
+
+
+def rebuild_index(items: pd.DataFrame, embeddings: np.ndarray, kind: str,
+                  params: dict[str, Any]) -> VectorIndex:
+    """A fresh index of the live items of ``kind``, with the manifest's parameters."""
+    from mclip_explorer.collection.index import VectorIndex
+    from mclip_explorer.models.base import normalize
+
+    ids = items["id"].to_numpy()[_live(items, kind)]
+    index = VectorIndex(int(params["dim"]), M=int(params["M"]),
+                        ef_construction=int(params["ef_construction"]), ef=params["ef"],
+                        random_seed=int(params["random_seed"]))
+    vectors = normalize(embeddings[ids].astype(np.float32))
+    return building.index_vectors(index, ids, vectors)
+
+
+def _live(items: pd.DataFrame, kind: str) -> np.ndarray:
+    return ((items["kind"] == kind) & ~items["deleted"] & items["error"].isna()).to_numpy()
+
+
+def _check_counts(manifest: dict[str, Any], items: pd.DataFrame, folder: Path) -> None:
+    """The manifest's counts must describe the items table (a hand edit would mislead)."""
+    deleted, failed = items["deleted"].to_numpy(bool), items["error"].notna().to_numpy()
+    actual = {"images": int((items["kind"] == "image").sum()),
+              "texts": int((items["kind"] == "text").sum()),
+              "failed": int(failed.sum()), "deleted": int(deleted.sum()),
+              "live": int((~deleted & ~failed).sum())}
+    for key, value in actual.items():
+        if manifest["counts"][key] != value:
+            raise CollectionError(f"damaged {folder / store.MANIFEST}: field 'counts.{key}' is "
+                                  f"{manifest['counts'][key]}, the items table has {value}")
 
 
 def load_encoder(model: str | Encoder, device: str | None) -> Encoder:

@@ -9,8 +9,11 @@ shard it was in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
 from mclip_explorer.collection import store
+from mclip_explorer.errors import DamageWarning
 from mclip_explorer.models.base import Encoder
 
 if TYPE_CHECKING:
@@ -233,18 +238,27 @@ class EmbeddingCache:
                     keys = data["keys"].astype(str)
                     vectors = data["vectors"].astype(np.float32)
                     errors = data["errors"].astype(str)
-            except (ValueError, OSError, KeyError, EOFError):
-                # Shards are written atomically, so this is outside damage; re-encode it.
-                shard.unlink(missing_ok=True)
-                continue
-            if vectors.shape != (len(keys), self.dim):
-                shard.unlink(missing_ok=True)
+                if vectors.shape != (len(keys), self.dim) or len(errors) != len(keys):
+                    raise ValueError(f"arrays of shapes {vectors.shape}, {errors.shape} for "
+                                     f"{len(keys)} keys")
+            except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                # Shards are written atomically and verified, so this is outside damage.
+                self._drop(shard, exc)
                 continue
             for key, vector, error in zip(keys, vectors, errors, strict=True):
                 if error:
                     self.errors[key] = error
                 else:
                     self.vectors[key] = vector
+
+    @staticmethod
+    def _drop(shard: Path, exc: BaseException) -> None:
+        """Report a damaged shard and forget it: its items count as not encoded."""
+        warnings.warn(DamageWarning(
+            f"damaged embedding cache shard {shard} ({type(exc).__name__}: {exc}); its items "
+            "are treated as missing and re-encoded"), stacklevel=4)
+        with contextlib.suppress(OSError):  # a read-only cache just keeps the damaged file
+            shard.unlink(missing_ok=True)
 
     def __contains__(self, key: str) -> bool:
         return key in self.vectors or key in self.errors
@@ -254,13 +268,11 @@ class EmbeddingCache:
         digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:20]
         path = self.folder / f"shard-{digest}.npz"
 
-        def write(tmp: Path) -> None:
-            with tmp.open("wb") as handle:
-                np.savez(handle, keys=np.asarray(keys, dtype="S64"),
-                         vectors=vectors.astype(np.float32),
-                         errors=np.asarray(errors, dtype=str))
+        def write(handle: Any) -> None:
+            np.savez(handle, keys=np.asarray(keys, dtype="S64"),
+                     vectors=vectors.astype(np.float32), errors=np.asarray(errors, dtype=str))
 
-        store.atomic_write(path, write)
+        atomic_write(path, write)
         for key, vector, error in zip(keys, vectors, errors, strict=True):
             if error:
                 self.errors[key] = error
@@ -356,7 +368,7 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
         name = media_name(hashed.sha256[position], data)
         target = folder / store.MEDIA_DIR / name
         if not target.exists():
-            store.atomic_write(target, lambda tmp, d=data: tmp.write_bytes(d))
+            atomic_write(target, data)
         paths[position] = str(target)
     cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclip_explorer.collection import building, search, store
+from mclip_explorer._files import is_writable_folder
+from mclip_explorer.collection import _commit, building, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import first_map
@@ -54,6 +55,7 @@ class Collection:
         self._encoder = encoder
         self._device = device
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
+        self.read_only = False  # set by open(); a read-only collection is never written to
 
     # ------------------------------------------------------------------------ construction
     @classmethod
@@ -107,14 +109,17 @@ class Collection:
 
     @classmethod
     def open(cls, path: str | Path, *, model: str | Encoder | None = None,
-             device: str | None = None) -> Collection:
-        """Open a collection folder; nothing in it is executed or unpickled.
+             device: str | None = None, read_only: bool | None = None) -> Collection:
+        """Open a collection folder; nothing in it is executed or unpickled, nothing written.
 
         Args:
             path: The collection folder.
             model: ``None`` loads the collection's own model on the first text/image query;
                 a name or Encoder is loaded now and must match the collection's fingerprint.
             device: Device for the model.
+            read_only: Never write to the folder (thumbnails go to the user's cache folder;
+                ``add``/``remove`` refuse). ``None`` (default): read-only when the folder cannot
+                be written (permissions, a read-only mount), decided without writing.
 
         Raises:
             CollectionError: Missing, damaged or incompatible collection.
@@ -127,6 +132,7 @@ class Collection:
             # A writer may have switched generations (and deleted the old files) between our
             # reading the manifest and the files: that is a retry, not damage.
             coll = cls._load(folder, device)
+        coll.read_only = not is_writable_folder(folder) if read_only is None else read_only
         if model is not None:
             coll._encoder = coll._checked(load_encoder(model, device))
         return coll
@@ -234,7 +240,8 @@ class Collection:
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:
         """Array form of :meth:`search` for many vectors: ``(ids, scores)``, each ``(n, k)``.
 
-        Rows are normalised first; missing hits are padded with id -1 and score NaN.
+        Rows are normalised first; ``k`` is clamped to the live item count (before anything is
+        allocated); missing hits are padded with id -1 and score NaN.
         """
         from mclip_explorer.models import normalize
 
@@ -350,9 +357,12 @@ class Collection:
 
     def _commit(self, roles: set[str]) -> None:
         """Write the changed roles as a new generation and switch the manifest to it."""
+        if self.read_only:
+            raise CollectionError(f"collection {self.path} is read-only (opened with "
+                                  "read_only=True, or the folder cannot be written)")
         self._live.clear()
         try:
-            self._embeddings = store.write_generation(
+            self._embeddings = _commit.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
         except BaseException:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mclip_explorer._files import ByPath, FileRecord, atomic_write
 from mclip_explorer.collection import _hnsw_data, _hnsw_file
 from mclip_explorer.errors import CollectionError
 
@@ -228,11 +229,13 @@ class VectorIndex:
                 for exact search over a selective filter.
 
         Returns:
-            ``(ids, scores)``: int64 ``(n, k)`` and float32 ``(n, k)`` cosine similarities,
-            best first; rows are padded with id -1 and score NaN when fewer than ``k`` match.
+            ``(ids, scores)``: int64 ``(n, k')`` and float32 ``(n, k')`` cosine similarities,
+            best first, where ``k' = min(k, live items)`` (at least 1); rows are padded with
+            id -1 and score NaN when fewer than ``k'`` match.
         """
         vectors = self._check_vectors(vectors, "query vectors")
-        k = _check_k(k)
+        # Clamped before anything is allocated: k=10**9 on 24 items must not cost 8 GB.
+        k = min(_check_k(k), max(len(self), 1))
         ef = self.search_ef if ef is None else _check_k(ef, "ef")
         n = len(vectors)
         out_ids = np.full((n, k), -1, dtype=np.int64)
@@ -344,12 +347,13 @@ class VectorIndex:
 
         Returns:
             ``(ids, sims)``: int64 ``(N, k)`` neighbour ids and float32 ``(N, k)`` similarities,
-            rows in the order of :attr:`ids`; padded with -1 / NaN when ``k > N``.
+            rows in the order of :attr:`ids`; ``k`` is clamped to ``N``.
         """
         k = _check_k(k)
         with self._lock:
             live = self.ids
             n = len(live)
+            k = min(k, max(n, 1))  # before allocating (n, k)
             out_ids = np.full((n, k), -1, dtype=np.int64)
             out_sims = np.full((n, k), np.nan, dtype=np.float32)
             kk = min(k + 1, n)  # one extra: the item itself may come back anywhere or not at all
@@ -409,16 +413,23 @@ class VectorIndex:
         return hits / (len(vectors) * kk)
 
     # ------------------------------------------------------------------------------- files
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index file atomically (temporary file in the same folder, then rename)."""
-        def write(tmp: str) -> None:
-            with self._lock:
-                self._index.save_index(tmp)
+    def save(self, path: str | os.PathLike[str]) -> FileRecord:
+        """Write the index file atomically, and only once it is checked complete.
 
-        _hnsw_file.save_atomic(Path(path), write)
+        Returns:
+            The written file's name, size and checksum.
+        """
+        with self._lock:
+            count = len(self._labels)
+
+            def check(tmp: Path) -> None:
+                _hnsw_file.check_complete(tmp, dim=self.dim, m=self.M, count=count)
+
+            return atomic_write(path, ByPath(lambda tmp: self._index.save_index(str(tmp)), check))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], params: dict[str, Any]) -> VectorIndex:
+    def load(cls, path: str | os.PathLike[str], params: dict[str, Any], *,
+             field: str = "index") -> VectorIndex:
         """Open an index file written by :meth:`save`, checked against its manifest ``params``.
 
         Raises:
@@ -428,7 +439,7 @@ class VectorIndex:
         dim, m, ef_c, ef, count = _hnsw_file.read_params(params, SPACE)
         if not path.is_file():
             raise CollectionError(f"index file is missing: {path}")
-        labels, dead = _hnsw_file.read_layout(path, dim=dim, m=m, count=count)
+        labels, dead = _hnsw_file.read_layout(path, dim=dim, m=m, count=count, field=field)
         self = cls(dim, M=m, ef_construction=ef_c, ef=ef,
                    random_seed=int(params.get("random_seed", 100)))
         index = _hnsw_file.load_hnsw(path, space=SPACE, dim=dim, count=count)
@@ -436,8 +447,8 @@ class VectorIndex:
         self._index, self._labels, self._dead = index, labels[order], dead[order]
         index.set_ef(self.search_ef)
         if "live" in params and int(params["live"]) != len(self):
-            raise CollectionError(f"index file {path} holds {len(self)} live items, the manifest "
-                                  f"says {params['live']}")
+            raise CollectionError(f"index file {path} holds {len(self)} live items, the "
+                                  f"manifest's field '{field}.live' says {params['live']}")
         return self
 
     # ------------------------------------------------------------------------------ helpers

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer.images import is_image_path
-from mclip_explorer.models.base import normalize
+from mclip_explorer.models.base import check_unicode, normalize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +86,8 @@ def encode_queries(
     texts = [i for i, kind in enumerate(kinds) if kind == "text"]
     images = [i for i, kind in enumerate(kinds) if kind == "image"]
     if texts:
+        for i in texts:
+            check_unicode(queries[i], "the query" if len(queries) == 1 else f"query {i}")
         out[texts] = encoder().encode_text([queries[i] for i in texts], lang=lang)
     if images:
         inputs = [str(Path(queries[i]).expanduser()) if isinstance(queries[i], (str, Path))

@@ -1,68 +1,49 @@
-"""The on-disk collection format: manifest, atomic writes, validation (see ``docs/format.md``).
+"""The on-disk collection format: names, writing, reading the manifest (see ``docs/format.md``).
 
 A collection is a folder. ``manifest.json`` is the single commit point: it names the generation
 files (``items.<g>.parquet``, ``embeddings.<g>.npy``...) that make up the current state, with
-their sizes. An update writes a complete new generation beside the old one and then replaces the
-manifest atomically, so a crash at any moment leaves either the old or the new state, never a mix.
+their sizes and checksums. An update writes a complete, verified new generation beside the old
+one and then replaces the manifest atomically (:mod:`._commit`), so a crash or a failed write at
+any moment leaves either the old or the new state, never a mix. The manifest's schema lives in
+:mod:`._schema`; every file goes through :func:`mclip_explorer._files.atomic_write`.
 Nothing here unpickles: arrays load with ``allow_pickle=False``, tables are Parquet.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
-import os
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer import _files
+from mclip_explorer._files import KILL_ENV as KILL_ENV
+from mclip_explorer._files import FileRecord
+from mclip_explorer._files import checkpoint as checkpoint
+from mclip_explorer.collection._schema import FORMAT_NAME as FORMAT_NAME
+from mclip_explorer.collection._schema import FORMAT_VERSION as FORMAT_VERSION
+from mclip_explorer.collection._schema import REQUIRED_ROLES as REQUIRED_ROLES
+from mclip_explorer.collection._schema import ROLES as ROLES
+from mclip_explorer.collection._schema import validate
 from mclip_explorer.errors import CollectionError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FORMAT_NAME = "mclip-explorer-collection"
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 CACHE_DIR = "cache"
 MEDIA_DIR = "media"
-# Test hook: the build kills itself (SIGKILL) when it reaches the named checkpoint.
-KILL_ENV = "MCLIP_EXPLORER_KILL_AT"
 
-# Generation file role -> file suffix. Roles missing from a manifest are simply absent.
-ROLES = {
-    "items": ".parquet",
-    "embeddings": ".npy",
-    "coords": ".npy",
-    "stretch": ".npy",
-    "index_image": ".hnsw",
-    "index_text": ".hnsw",
-}
 # Columns every items table has, in this order; user metadata columns follow.
 COLUMNS = ("id", "kind", "path", "text", "lang", "title", "bytes", "width", "height", "sha256",
            "error", "deleted")
-REQUIRED_ROLES = ("items", "embeddings", "coords", "stretch")
-_REQUIRED_KEYS = ("format", "format_version", "model", "dim", "precision", "counts", "files",
-                  "generation", "index", "projection")
-
-
-def checkpoint(name: str) -> None:
-    """Die here with SIGKILL if ``$MCLIP_EXPLORER_KILL_AT`` (a glob) matches this point.
-
-    Only the resume tests set it; the points are named where they are called.
-    """
-    pattern = os.environ.get(KILL_ENV)
-    if pattern and fnmatch.fnmatchcase(name, pattern):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def now() -> str:
@@ -70,45 +51,28 @@ def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-# ------------------------------------------------------------------------------- atomic writes
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Run ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        checkpoint(f"write:{path.name}")
-        tmp.replace(path)  # os.replace: atomic on POSIX and Windows
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+# ------------------------------------------------------------------------------------ writing
+def save_bytes(path: Path, data: bytes) -> FileRecord:
+    """Atomically write bytes (verified; see :func:`mclip_explorer._files.atomic_write`)."""
+    return _files.atomic_write(path, data)
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Atomically write one array as ``.npy`` (never an object array)."""
+def save_npy(path: Path, array: np.ndarray) -> FileRecord:
+    """Atomically write one array as ``.npy`` (never an object array), verified."""
     if array.dtype == object:
         raise TypeError(f"refusing to write an object array to {path.name}")
-
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-
-    atomic_write(path, write)
+    return _files.atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
-def save_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically write pretty-printed JSON."""
+def save_json(path: Path, data: dict[str, Any]) -> FileRecord:
+    """Atomically write pretty-printed JSON, verified."""
     text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return _files.atomic_write(path, text.encode("utf-8"))
 
 
-def save_parquet(path: Path, frame: Any) -> None:
-    """Atomically write a DataFrame as Parquet (no index column)."""
-    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+def save_parquet(path: Path, frame: Any) -> FileRecord:
+    """Atomically write a DataFrame as Parquet (no index column), verified."""
+    return _files.atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
 
 
 def remove_stale_temps(folder: Path, *, older_than: float = 0.0) -> None:
@@ -154,7 +118,8 @@ def write_lock(folder: Path) -> Iterator[None]:
 def load_npy(path: Path, *, what: str) -> np.ndarray:
     """Load an array written by :func:`save_npy`; a damaged file raises :class:`CollectionError`."""
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
+        return array
     except FileNotFoundError:
         raise CollectionError(f"collection file missing: {path}") from None
     except (ValueError, OSError, EOFError) as exc:
@@ -162,12 +127,14 @@ def load_npy(path: Path, *, what: str) -> np.ndarray:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """Read and validate ``manifest.json`` and the presence and size of every file it names.
+    """Read ``manifest.json`` and validate it against the schema (:mod:`._schema`).
+
+    The files it names are checked (size, checksum) by :func:`._commit.verify_files`.
 
     Raises:
-        CollectionError: The folder is not a collection, the manifest is unreadable or edited
-            into an inconsistent state, the format is newer than this version, or a file is
-            missing or truncated.
+        CollectionError: The folder is not a collection, the manifest is unreadable, names a
+            field that is missing or wrong (the message names it), or the format is newer than
+            this version reads.
     """
     if not folder.exists():
         raise CollectionError(f"collection folder not found: {folder}")
@@ -180,90 +147,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CollectionError(f"damaged {path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise CollectionError(f"{path} is not an mclip-explorer collection manifest")
-    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise CollectionError(f"damaged {path}: missing key(s) {', '.join(missing)}")
-    version = manifest["format_version"]
-    if not isinstance(version, int) or version < 1:
-        raise CollectionError(f"damaged {path}: format_version must be a positive integer")
-    if version > FORMAT_VERSION:
-        raise CollectionError(
-            f"{folder} uses collection format {version}; this mclip-explorer reads up to "
-            f"{FORMAT_VERSION}. Upgrade mclip-explorer to open it."
-        )
-    _check_model_entry(manifest, path)
-    _check_files(manifest, folder, path)
-    return manifest
-
-
-def _check_model_entry(manifest: dict[str, Any], path: Path) -> None:
-    model = manifest["model"]
-    if not isinstance(model, dict) or not all(
-        isinstance(model.get(key), str) and model.get(key) for key in ("name", "fingerprint")
-    ):
-        raise CollectionError(f"damaged {path}: 'model' must hold a name and a fingerprint")
-    dim = manifest["dim"]
-    if not isinstance(dim, int) or dim < 1:
-        raise CollectionError(f"damaged {path}: 'dim' must be a positive integer, got {dim!r}")
-    if manifest["precision"] not in ("float16", "float32"):
-        raise CollectionError(f"damaged {path}: precision must be float16 or float32")
-    counts = manifest["counts"]
-    if not isinstance(counts, dict) or not isinstance(counts.get("items"), int):
-        raise CollectionError(f"damaged {path}: 'counts' must hold an integer 'items'")
-
-
-def _check_files(manifest: dict[str, Any], folder: Path, path: Path) -> None:
-    files = manifest["files"]
-    if not isinstance(files, dict):
-        raise CollectionError(f"damaged {path}: 'files' must be an object")
-    for role in REQUIRED_ROLES:
-        if not files.get(role):
-            raise CollectionError(f"damaged {path}: no {role} file listed")
-    for role, entry in files.items():
-        if entry is None:
-            continue
-        if role not in ROLES or not isinstance(entry, dict):
-            raise CollectionError(f"damaged {path}: bad files entry {role!r}")
-        name, size = entry.get("name"), entry.get("bytes")
-        # A name with a separator could point outside the collection folder.
-        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
-            raise CollectionError(f"damaged {path}: bad file name for {role}: {name!r}")
-        target = folder / name
-        if not target.is_file():
-            raise CollectionError(f"collection file missing: {target} ({role})")
-        actual = target.stat().st_size
-        if actual != size:
-            raise CollectionError(
-                f"damaged collection file {target}: {actual} bytes, the manifest says {size} "
-                "(truncated or replaced)"
-            )
-
-
-def file_entry(folder: Path, name: str) -> dict[str, Any]:
-    """The manifest record of one written file."""
-    return {"name": name, "bytes": (folder / name).stat().st_size}
+    except OSError as exc:
+        raise CollectionError(f"cannot read {path}: {_files.describe(exc)}") from None
+    return validate(manifest, path)
 
 
 def generation_name(role: str, generation: int) -> str:
     """File name of ``role`` in generation ``generation``, e.g. ``items.3.parquet``."""
     stem = role.replace("_", "-")
     return f"{stem}.{generation}{ROLES[role]}"
-
-
-def commit(folder: Path, manifest: dict[str, Any]) -> None:
-    """Make ``manifest`` current, then delete files of older generations it no longer names."""
-    manifest["updated"] = now()
-    checkpoint("commit")
-    save_json(folder / MANIFEST, manifest)
-    checkpoint("committed")
-    keep = {entry["name"] for entry in manifest["files"].values() if entry}
-    for role, suffix in ROLES.items():
-        stem = role.replace("_", "-")
-        for old in folder.glob(f"{stem}.*{suffix}"):
-            if old.name not in keep:
-                old.unlink(missing_ok=True)
 
 
 def prepare_out(out: str | Path, *, create: bool = True) -> Path:
@@ -314,73 +206,6 @@ def new_manifest(folder: Path, model: str, fingerprint: str, dim: int, precision
         "paths": "absolute, or relative to the collection folder for files inside it",
         "versions": library_versions(),
     }
-
-
-def write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
-                     items: pd.DataFrame, embeddings: np.ndarray, coords: np.ndarray,
-                     stretch: np.ndarray, indexes: dict[str, Any]) -> np.ndarray:
-    """Write ``roles`` as generation files, then commit ``manifest`` (updated in place).
-
-    Returns:
-        ``embeddings`` in the stored precision, so memory matches what a reopen would load.
-    """
-    with write_lock(folder):
-        _check_current(folder, int(manifest["generation"]))
-        remove_stale_temps(folder)
-        return _write_generation(folder, manifest, roles, items=items, embeddings=embeddings,
-                                 coords=coords, stretch=stretch, indexes=indexes)
-
-
-def _check_current(folder: Path, generation: int) -> None:
-    """Refuse to commit over a state this process has not seen (a lost update)."""
-    try:
-        on_disk = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["generation"]
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return  # no (readable) collection yet: a build creates or replaces it
-    if on_disk != generation:
-        raise CollectionError(
-            f"{folder} was changed by another process since it was opened (generation "
-            f"{on_disk}, this copy has {generation}); open it again and repeat the change"
-        )
-
-
-def _write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
-                      items: pd.DataFrame, embeddings: np.ndarray, coords: np.ndarray,
-                      stretch: np.ndarray, indexes: dict[str, Any]) -> np.ndarray:
-    generation = int(manifest["generation"]) + 1
-    dtype = np.float16 if manifest["precision"] == "float16" else np.float32
-    stored = embeddings.astype(dtype, copy=False)
-    writers: dict[str, Callable[[Path], None]] = {
-        "items": lambda p: save_parquet(p, stored_items(items, folder)),
-        "embeddings": lambda p: save_npy(p, stored),
-        "coords": lambda p: save_npy(p, coords),
-        "stretch": lambda p: save_npy(p, stretch),
-    }
-    files = dict(manifest["files"])
-    for role in sorted(roles):
-        kind = role.removeprefix("index_")
-        if role.startswith("index_") and kind not in indexes:
-            files[role] = None
-            continue
-        name = generation_name(role, generation)
-        if role.startswith("index_"):
-            indexes[kind].save(folder / name)
-            manifest["index"][kind] = indexes[kind].params
-        else:
-            writers[role](folder / name)
-        files[role] = file_entry(folder, name)
-        checkpoint(f"wrote:{name}")
-    deleted, failed = items["deleted"].to_numpy(bool), items["error"].notna().to_numpy()
-    manifest.update(files=files, generation=generation, counts={
-        "items": len(items),
-        "images": int((items["kind"] == "image").sum()),
-        "texts": int((items["kind"] == "text").sum()),
-        "failed": int(failed.sum()),
-        "deleted": int(deleted.sum()),
-        "live": int((~deleted & ~failed).sum()),
-    })
-    commit(folder, manifest)
-    return stored
 
 
 def library_versions() -> dict[str, str]:

@@ -3,19 +3,28 @@
 The widget asks for thumbnails only by item id, so this module is the one place that turns an id
 into a file read. Cached files live in ``<collection>/thumbs/<size>/<id>.webp`` and are written
 atomically, so two kernels sharing a collection never see half a file.
+
+A collection that cannot be written (a read-only folder or mount, a full disk) still gets its
+thumbnails: they go to the user's cache folder (``$XDG_CACHE_HOME/mclip-explorer/thumbs/...``,
+see :func:`mclip_explorer._files.user_cache_dir`), and when that fails too they are made in
+memory for each request. Whether the collection folder is writable is decided without writing
+to it (:func:`mclip_explorer._files.is_writable_folder`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import os
-import tempfile
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mclip_explorer.errors import MclipExplorerError
+from mclip_explorer._files import atomic_write, is_writable_folder, user_cache_dir
+from mclip_explorer.errors import MclipExplorerError, WriteError
+
+_log = logging.getLogger(__name__)
 
 MIN_SIZE = 16
 MAX_SIZE = 512
@@ -47,12 +56,36 @@ def thumbnail(collection: Any, item_id: int, size: int = 128, *, items: Any = No
     row = item_row(items, item_id)
     if row["kind"] != "image":
         raise ThumbnailError(f"item {item_id} is a {row['kind']} item, not an image")
-    cached = Path(collection.path) / "thumbs" / str(size) / f"{int(item_id)}.webp"
-    if cached.is_file():
-        return cached.read_bytes()
+    inside, user, writable = _cache_places(collection, f"{size}/{int(item_id)}.webp")
+    for cached in (inside, user):
+        if cached.is_file():
+            try:
+                return cached.read_bytes()
+            except OSError:
+                continue
     data = make_thumbnail(_image_source(collection, row, item_id), size)
-    _write_atomic(cached, data)
+    # Never attempt a write into a collection that is not writable (a read-only mount).
+    for cached in (inside, user) if writable else (user,):
+        try:
+            atomic_write(cached, data)
+            break
+        except (WriteError, OSError) as exc:
+            _log.info("thumbnail cache %s not writable (%s); trying the next place", cached, exc)
     return data
+
+
+def _cache_places(collection: Any, name: str) -> tuple[Path, Path, bool]:
+    """``(in the collection, in the user's cache, whether the collection is writable)``."""
+    folder = Path(collection.path)
+    # The collection's identity: its path and creation time (a rebuilt folder gets new ids).
+    created = str(getattr(collection, "manifest", {}).get("created", ""))
+    key = hashlib.sha256(f"{folder}\0{created}".encode()).hexdigest()[:16]
+    user = user_cache_dir() / "thumbs" / f"{folder.name}-{key}" / name
+    inside = folder / "thumbs" / name
+    thumbs = folder / "thumbs"
+    writable = not getattr(collection, "read_only", False) and is_writable_folder(
+        thumbs if thumbs.is_dir() else folder)
+    return inside, user, writable
 
 
 def make_thumbnail(source: Any, size: int) -> bytes:
@@ -106,15 +139,3 @@ def _image_source(collection: Any, row: Any, item_id: object) -> Path:
         # Paths in a collection are stored relative to the collection folder when inside it.
         source = Path(collection.path) / source
     return source
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from mclip_explorer.errors import BadImageError, BadImageWarning
+from mclip_explorer.errors import BadImageError, BadImageWarning, BadTextError
 from mclip_explorer.images import ImageInput
 
 ErrorMode = Literal["report", "raise"]
@@ -87,6 +87,7 @@ class Encoder(abc.ABC):
         for position, text in enumerate(items):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{position}] is {type(text).__name__}, expected str")
+            check_unicode(text, f"texts[{position}]")
         _check_batch_size(batch_size)
         cleaned = ["" if not text.strip() else text for text in items]
         languages = self.text_languages(cleaned, lang)
@@ -253,3 +254,22 @@ def raise_or_record(errors: ErrorMode, item: object, reason: str) -> str:
     if errors == "raise":
         raise BadImageError(reason, item)
     return reason
+
+
+def check_unicode(text: str, what: str) -> None:
+    """Refuse a string that is not valid Unicode (a lone surrogate), naming the character.
+
+    Tokenizers fail on these with a ``TypeError`` or encode them silently; they come from a
+    surrogate pair cut in half or an undecodable byte in a command line (``surrogateescape``).
+
+    Raises:
+        BadTextError: Naming ``what``, the code point and its position.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        raise BadTextError(
+            f"{what} is not valid Unicode: a lone surrogate U+{code:04X} at character "
+            f"{exc.start} (half of a pair such as an emoji, or an undecodable byte); remove or "
+            "replace it") from None

@@ -191,13 +191,24 @@ def decode_jpegs(
 ) -> list[torch.Tensor | None]:
     """Decode JPEG byte tensors to ``uint8 [3, H, W]`` on ``device``; ``None`` where one fails.
 
-    A batched decode is tried first; if nvJPEG rejects the batch, items are retried one by one
-    so a single bad file costs only itself.
+    nvImageCodec (hardware JPEG engine first) decodes the batch when it is installed; otherwise
+    torchvision's nvJPEG batch decode is tried first and, if it rejects the batch, items are
+    retried one by one so a single bad file costs only itself.
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    from mclip_explorer.models import nvimgcodec_decode
+
     if not datas:
         return []
+    choice = nvimgcodec_decode.chosen_decoder()
+    if choice == "nvimgcodec" and not nvimgcodec_decode.available():
+        raise ImportError(f"{nvimgcodec_decode.DECODER_ENV}=nvimgcodec needs nvImageCodec: "
+                          "pip install 'mclip-explorer[gpu]'")
+    # auto: nvImageCodec on CUDA when installed; on the CPU (tests) only when asked for by name.
+    auto = choice == "auto" and device.type == "cuda" and nvimgcodec_decode.available()
+    if choice == "nvimgcodec" or auto:
+        return nvimgcodec_decode.decode(datas, device)
     with warnings.catch_warnings():
         # torchvision >= 0.29 marks its decoders deprecated in favour of TorchCodec; they work.
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mclip_explorer._files import atomic_write
 from mclip_explorer.errors import BadWeightsError, UnsafeFileError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def convert_head(src: str | Path, dst: str | Path) -> Path:
         "source_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
     }
     payload = save({"weight": np.ascontiguousarray(head.weight), "bias": head.bias}, metadata)
-    _write_atomic(dst, payload)
+    atomic_write(dst, payload)
     return dst
 
 
@@ -254,16 +254,3 @@ def _checked_head(
     if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
         raise BadWeightsError(f"{path}: the head holds NaN or infinite values")
     return Head(weight=weight, bias=bias, source=path)
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -71,7 +71,7 @@ def default_out(source: Any) -> Path:
     """
     if isinstance(source, (str, Path)) and Path(source).expanduser().is_dir():
         folder = Path(source).expanduser().resolve()
-        package = Path(__file__).resolve().parent
+        package = Path(__file__).resolve().parent.parent
         if not folder.is_relative_to(package) and os.access(folder.parent, os.W_OK):
             return folder.parent / f"{folder.name}.mclip"
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
@@ -81,6 +81,7 @@ def default_out(source: Any) -> Path:
 
 def cache_home() -> Path:
     """The folder for collections of read-only or bundled sources."""
-    value = os.environ.get("MCLIP_EXPLORER_CACHE")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "mclip-explorer"
+    from mclip_explorer._files import user_cache_dir
+
+    return user_cache_dir()
 

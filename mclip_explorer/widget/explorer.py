@@ -20,6 +20,7 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer.collection import thumbnails
+from mclip_explorer.models.base import check_unicode
 from mclip_explorer.widget.codecs import (
     IDS_SERIALIZATION,
     WireError,
@@ -207,6 +208,7 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             text = text_field(content, "text", max_length=MAX_QUERY_CHARS)
             if not text.strip():
                 raise WireError("the query is empty")
+            check_unicode(text, "the query")
             self.send({"rid": rid, "progress": "encoding the query"})
             encoder = coll.encoder
             # NLLB-CLIP reads the query in one language: detect it once, show it, use it.

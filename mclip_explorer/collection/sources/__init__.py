@@ -1,5 +1,6 @@
-"""Sources a collection is built from: folders, globs, lists, frames (``local``) and, for scale,
-sharded datasets read by the engines.
+"""Sources a collection is built from.
+
+Folders, globs, lists and frames live in ``local``; sharded datasets for scale sit beside it.
 """
 
 from __future__ import annotations
