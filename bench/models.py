@@ -50,6 +50,10 @@ IMAGE_TOWERS: dict[str, tuple[int, dict[str, Any], int]] = {
         1152, {"image_size": 384, "timm_model_name": "vit_so400m_patch16_siglip_384"}, 2),
 }
 VOCAB = 32_000
+# Tokens per text as each model is run (see bench_text); MetaCLIP 2: a 16-token query.
+TEXT_TOKENS = {"NLLB-CLIP base text (NLLB-600M encoder, 12 layers)": 77,
+               "NLLB-CLIP large text (NLLB-1.3B encoder, 24 layers)": 77,
+               "XLM-R large (ViT-H/14 text)": 77}
 
 
 def _text_towers() -> dict[str, Callable[[], Any]]:
@@ -66,6 +70,8 @@ def _text_towers() -> dict[str, Callable[[], Any]]:
 
     def clip_text(width: int, layers: int, heads: int, context: int,
                   **extra: Any) -> Callable[[], Any]:
+        # MetaCLIP 2 (transformers) attends to the real tokens only: its open_clip twin here
+        # runs 16 positions (context 16); SigLIP runs its full 64.
         def build() -> Any:
             from open_clip.model import CLIPTextCfg, _build_text_tower
 
@@ -79,10 +85,10 @@ def _text_towers() -> dict[str, Callable[[], Any]]:
     nllb = {"vocab_size": VOCAB, "d_model": 1024, "encoder_attention_heads": 16,
             "encoder_ffn_dim": 4096, "decoder_layers": 1, "max_position_embeddings": 1024}
     return {
-        "MetaCLIP 2 S/16 text (384 x 12)": clip_text(384, 12, 6, 77),
-        "MetaCLIP 2 M/16, B/32, B/16 text (512 x 12)": clip_text(512, 12, 8, 77),
-        "MetaCLIP 2 L/14 text (768 x 12)": clip_text(768, 12, 12, 77),
-        "MetaCLIP 2 H/14 text (1024 x 24)": clip_text(1024, 24, 16, 77),
+        "MetaCLIP 2 S/16 text (384 x 12)": clip_text(384, 12, 6, 16),
+        "MetaCLIP 2 M/16, B/32, B/16 text (512 x 12)": clip_text(512, 12, 8, 16),
+        "MetaCLIP 2 L/14 text (768 x 12)": clip_text(768, 12, 12, 16),
+        "MetaCLIP 2 H/14 text (1024 x 24)": clip_text(1024, 24, 16, 16),
         "SigLIP 2 B text (768 x 12)": clip_text(768, 12, 12, 64, **siglip),
         "SigLIP 2 L text (1024 x 24)": clip_text(1024, 24, 16, 64, **siglip),
         "SigLIP 2 SO400M text (1152 x 27)": clip_text(1152, 27, 16, 64, mlp_ratio=3.7362,
@@ -130,12 +136,15 @@ def bench_text(name: str, build: Callable[[], Any]) -> dict[str, Any]:
     import torch
 
     tower = build().eval()
-    tokens = torch.randint(5, VOCAB - 1, (32, 16))
+    # As users run them: open_clip pads every text to the context length (SigLIP 64, the HF
+    # towers of NLLB-CLIP and XLM-R ViT-H/14 77); transformers MetaCLIP 2 pads to the longest.
+    length = TEXT_TOKENS.get(name, getattr(tower, "context_length", 16))
+    tokens = torch.randint(5, VOCAB - 1, (32, length))
     params = sum(p.numel() for p in tower.parameters()) - VOCAB * _width(tower)
     rate = _rate(tower, tokens, 2)
     del tower
     gc.collect()
-    return {"tower": name, "kind": "text", "params_M": round(params / 1e6), "px": None,
+    return {"tower": name, "kind": "text", "params_M": round(params / 1e6), "tokens": length,
             "batch": 32, "per_s": round(rate, 1)}
 
 
