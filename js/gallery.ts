@@ -1,6 +1,7 @@
 // One gallery row per query: rank, score, title and thumbnail of its top-k, plus the overlap.
 import type { Pinned } from "./panels.ts";
 import { overlap, type QueryResult } from "./queries.ts";
+import { setTitle } from "./text.ts";
 import type { ThumbCache } from "./thumbs.ts";
 
 export interface GalleryHandlers {
@@ -80,7 +81,8 @@ export class Gallery {
       img.alt = p.titles[i] ?? "";
       const note = p.notes[i] ?? "";
       if (note === "keeper") card.classList.add("mx-keeper");
-      const title = node("div", "mx-title", p.titles[i] ?? "");
+      const title = node("div", "mx-title");
+      setTitle(title, p.titles[i] ?? "");
       title.dir = "auto";
       card.append(img, node("div", "mx-meta", `#${id} ${note}`), title);
       card.addEventListener("click", () => this.handlers.onPick(id));
@@ -132,7 +134,8 @@ export class Gallery {
       meta.append(node("span", "mx-rank", `#${i + 1}`),
         node("span", "mx-score", q.scoreKind === "sigmoid"
           ? `${(q.scores[i] * 100).toFixed(1)}%` : q.scores[i].toFixed(3)));
-      const title = node("div", "mx-title", q.titles[i] ?? "");
+      const title = node("div", "mx-title");
+      setTitle(title, q.titles[i] ?? "");
       title.dir = "auto";
       card.append(img, meta, title);
       card.style.borderColor = q.colour;

@@ -4,6 +4,7 @@
 import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
 import { type Locator, QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
+import { DEFAULT_DRAG_MODE, type DragMode, dragModeOf } from "./dragmode.ts";
 import { idsInBox, idsInLasso } from "./selection.ts";
 
 export interface Points {
@@ -18,6 +19,7 @@ export interface MapHandlers {
   onHover(id: number, event: MouseEvent): void;
   onUnhover(): void;
   onSelect(ids: Uint32Array, final: boolean): void;
+  onDragMode?(mode: DragMode): void; // the mode changed (e.g. through plotly's modebar)
 }
 
 export const CATEGORY_COLOURS = [
@@ -78,7 +80,7 @@ export class ExplorerMap {
     });
     this.layout = {
       margin: { l: 30, r: 10, t: 10, b: 30 },
-      dragmode: "pan",
+      dragmode: DEFAULT_DRAG_MODE,
       hovermode: "closest",
       uirevision: "keep", // keep zoom and pan across re-colouring
       legend: { itemsizing: "constant", bgcolor: "rgba(255,255,255,0.7)", y: 0.9, yanchor: "top" },
@@ -100,6 +102,20 @@ export class ExplorerMap {
       await Plotly.react(this.el, this.traces, this.layout, config);
     }
     this.overlay.setView(viewOf(this.gd?._fullLayout, undefined));
+  }
+
+  /** What a drag on the map does from now on. */
+  async setDragMode(mode: DragMode): Promise<void> {
+    if (!this.gd) {
+      this.layout.dragmode = mode;
+      return;
+    }
+    // Not by writing this.layout first: it is the plot's own layout object, and relayout would
+    // then see no change and leave the drag handlers in the old mode. relayout updates it too,
+    // so later redraws keep the mode. Plotly keeps the last selection's outline, and a drag that
+    // starts inside it moves the outline instead of drawing a new one; a fresh mode starts
+    // without it (the selected points stay marked by the selection overlay).
+    await Plotly.relayout(this.el, { dragmode: mode, selections: [] });
   }
 
   /** Item id -> map position, or null if the item is not on the map. */
@@ -197,7 +213,11 @@ export class ExplorerMap {
     gd.on("plotly_unhover", () => this.handlers.onUnhover());
     // The query layer follows pans and zooms, during the drag and after it.
     gd.on("plotly_relayouting", (event) => this.overlay.setView(viewOf(gd._fullLayout, event)));
-    gd.on("plotly_relayout", () => this.overlay.setView(viewOf(gd._fullLayout, undefined)));
+    gd.on("plotly_relayout", (update) => {
+      this.overlay.setView(viewOf(gd._fullLayout, undefined));
+      const mode = dragModeOf(update);
+      if (mode) this.handlers.onDragMode?.(mode);
+    });
     // Live while dragging (debounced), then once more, final, on release.
     gd.on("plotly_selecting", (data) => {
       clearTimeout(this.selectTimer);

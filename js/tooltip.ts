@@ -2,6 +2,7 @@
 import { idsToView } from "./codecs.ts";
 import type { Rpc } from "./rpc.ts";
 import type { ThumbCache } from "./thumbs.ts";
+import { setTitle } from "./text.ts";
 
 interface Info {
   title: string;
@@ -55,7 +56,7 @@ export class Tooltip {
     const title = document.createElement("div");
     title.className = "mx-tip-title";
     title.dir = "auto";
-    title.textContent = value.title;
+    setTitle(title, value.title, 120); // the hover card has room for more than a gallery card
     const parts: HTMLElement[] = [title];
     if (value.url) {
       const img = document.createElement("img");

@@ -5,6 +5,7 @@ export interface Ui {
   input: HTMLInputElement;
   picker: HTMLSelectElement;
   viewPicker: HTMLSelectElement;
+  drag: HTMLElement; // the pan / box / lasso toggle (dragmode.ts fills it)
   lanes: HTMLElement;
   panel: HTMLElement;
   status: HTMLElement;
@@ -55,7 +56,8 @@ export function buildUi(el: HTMLElement, css: string): Ui {
   viewLabel.hidden = true;
   const status = div("mx-status");
   status.setAttribute("role", "status");
-  bar.append(input, pickerLabel, viewLabel, status);
+  const drag = div("mx-drag");
+  bar.append(input, pickerLabel, viewLabel, drag, status);
   const error = div("mx-error");
   error.setAttribute("role", "alert");
   error.hidden = true;
@@ -74,7 +76,7 @@ export function buildUi(el: HTMLElement, css: string): Ui {
   tooltip.hidden = true;
   root.append(style, bar, error, pending, mapBox, panels, gallery, tooltip);
   el.append(root);
-  return { root, input, picker, viewPicker, lanes, panel, status, error, pending, map, gallery,
+  return { root, input, picker, viewPicker, drag, lanes, panel, status, error, pending, map, gallery,
     tooltip };
 }
 

@@ -1,6 +1,7 @@
 // Wiring only: traits and DOM events in, calls into the small modules out.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { deinterleave, idsToView, toFloat32, toUint32, toUint8 } from "./codecs.ts";
+import { DragToggle } from "./dragmode.ts";
 import { Gallery } from "./gallery.ts";
 import { ExplorerMap } from "./map.ts";
 import type { Model } from "./model.ts";
@@ -66,7 +67,9 @@ function render({ model, el }: RenderProps<Model>): () => void {
       model.set("selected_ids", idsToView(ids));
       model.save_changes();
     },
+    onDragMode: (mode) => drag.set(mode),
   });
+  const drag = new DragToggle(ui.drag, (mode) => void map.setDragMode(mode));
   const gallery = new Gallery(ui.gallery, thumbs, {
     onPick: (id) => void run({ id }),
     onRemove: removeQuery,

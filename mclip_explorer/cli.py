@@ -1,7 +1,9 @@
 """The ``mclip-explorer`` command: build, grow, search and inspect collections from a shell.
 
 Bad input (a missing folder, an unknown model, a damaged collection, no images) prints one line
-on stderr and exits with status 2; it never shows a traceback.
+on stderr and exits with status 2; it never shows a traceback. Model weights that are not on this
+machine and cannot be downloaded exit with status 3, so a script can tell "offline" apart from
+"broken" (a damaged weights file is status 2).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 EXIT_BAD_INPUT = 2
+EXIT_NO_WEIGHTS = 3
 EXIT_INTERNAL = 1
 DEBUG_ENV = "MCLIP_EXPLORER_DEBUG"
 
@@ -49,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stored embedding precision")
     build.add_argument("--map", choices=("auto", "umap", "pca"), default="auto",
                        help="map layout: UMAP, PCA, or auto (PCA below 500 items; default)")
+    build.add_argument("--overwrite", action="store_true",
+                       help="replace a collection of other images at --out (the same images "
+                            "resume without it)")
     _quiet(build)
 
     add = commands.add_parser("add", help="encode and add new images to a collection")
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from mclip_explorer.errors import MclipExplorerError
+    from mclip_explorer.errors import MclipExplorerError, WeightsNotFoundError
 
     try:
         args = build_parser().parse_args(argv)
@@ -100,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         _say(_one_line(exc))
-        return EXIT_BAD_INPUT
+        return EXIT_NO_WEIGHTS if isinstance(exc, WeightsNotFoundError) else EXIT_BAD_INPUT
     except Exception as exc:  # the promise is "never a traceback"
         if os.environ.get(DEBUG_ENV):
             raise
@@ -124,7 +130,8 @@ def _build(args: argparse.Namespace) -> int:
     coll = Collection.build(source, model=args.model or DEFAULT_MODEL, out=args.out,
                             batch_size=args.batch_size, num_workers=args.workers,
                             device=args.device, progress=not args.quiet,
-                            precision=args.precision, map_method=args.map)
+                            precision=args.precision, map_method=args.map,
+                            overwrite=args.overwrite)
     counts = coll.manifest["counts"]
     print(f"built {coll.path}: {counts['live']} items searchable, {counts['failed']} failed "
           f"({coll.model_name})")
@@ -145,6 +152,8 @@ def _add(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from mclip_explorer.collection import Collection
 
+    if not args.query.strip():
+        raise ValueError("empty query: give a text in any language, or the path of an image file")
     coll = Collection.open(args.dir, device=args.device)
     hits = coll.search(args.query, k=args.k, kind=args.kind)
     if args.json:

@@ -4,9 +4,10 @@
 #
 #   MCLIP_EXPLORER_MODEL=NAME   model to use (default clip-ViT-B-32-multilingual-v1; see
 #                               `mclip-explorer models`). Its weights come from the Hugging Face
-#                               Hub or $MCLIP_EXPLORER_WEIGHTS. If the default model's weights
-#                               cannot be had (offline), the built-in "toy" model is used instead
-#                               and a banner says so.
+#                               Hub or $MCLIP_EXPLORER_WEIGHTS. Only if the default model's
+#                               weights are missing and cannot be downloaded (offline) is the
+#                               built-in "toy" model used instead, and a banner says so; any other
+#                               failure (a damaged file, a broken install) stops with its error.
 #   QUICKSTART_NO_LAB=1         build and run a few searches, but do not start JupyterLab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,14 @@ bash scripts/setup.sh
 . .venv/bin/activate
 
 model="${MCLIP_EXPLORER_MODEL:-clip-ViT-B-32-multilingual-v1}"
-if ! mclip-explorer build --sample --map umap --model "$model" --out "notebooks/collections/sample-$model"; then
-  if [ -n "${MCLIP_EXPLORER_MODEL:-}" ]; then
-    exit 2  # the user chose this model: its error above says what is wrong
+echo "== building the sample collection with $model (encoding 308 images, then the map)"
+status=0
+mclip-explorer build --sample --map umap --model "$model" --out "notebooks/collections/sample-$model" || status=$?
+if [ "$status" != 0 ]; then
+  # 3: the weights are missing and cannot be downloaded. Anything else is a real error (its
+  # message above names the file and the cause), and so is a model the user chose.
+  if [ "$status" != 3 ] || [ -n "${MCLIP_EXPLORER_MODEL:-}" ]; then
+    exit "$status"
   fi
   cat >&2 <<MSG
 
@@ -31,6 +37,7 @@ if ! mclip-explorer build --sample --map umap --model "$model" --out "notebooks/
 
 MSG
   model="toy"
+  echo "== building the sample collection with the toy model"
   mclip-explorer build --sample --map umap --model "$model" --out "notebooks/collections/sample-$model"
 fi
 out="notebooks/collections/sample-$model"
@@ -44,6 +51,8 @@ done
 if [ "${QUICKSTART_NO_LAB:-0}" = 1 ]; then
   exit 0
 fi
+# The notebook picks the same model by itself (mclip_explorer.models.pick_model); the variables
+# only make it reuse the collection built above.
 export MCLIP_EXPLORER_MODEL="$model" MCLIP_EXPLORER_OUT="collections"
 allow_root=""
 [ "$(id -u)" = 0 ] && allow_root="--allow-root"

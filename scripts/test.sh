@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "== ruff"
 ruff check mclip_explorer tests bench
 echo "== TypeScript: strict typecheck and unit tests"
-npm run --silent typecheck
-npm test --silent
+npm --prefix js run --silent typecheck
+npm --prefix js test --silent
 echo "== pytest"
 python -m pytest "$@"

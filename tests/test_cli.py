@@ -131,3 +131,53 @@ def test_console_script_never_shows_a_traceback(tmp_path: Path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"mclip-explorer: error: not a collection (no manifest.json): " \
                                   f"{tmp_path}"
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_an_empty_query_is_an_error(built: Path, query: str, capsys: pytest.CaptureFixture[str]):
+    _bad(capsys, ["search", str(built), query], "empty query")
+    assert capsys.readouterr().out == ""  # no hits printed
+
+
+def test_a_different_source_is_not_replaced_without_overwrite(
+        images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "coll"
+    assert main(["build", str(images), "--model", "toy", "--out", str(out), "-q"]) == 0
+    other = tmp_path / "other"
+    make_images(other, colours=("black", "white"), per_colour=1, broken=False)
+    before = (out / "manifest.json").read_bytes()
+    capsys.readouterr()
+    _bad(capsys, ["build", str(other), "--model", "toy", "--out", str(out), "-q"], "--overwrite")
+    assert (out / "manifest.json").read_bytes() == before
+    # The same source resumes (nothing to encode again), and --overwrite replaces.
+    assert main(["build", str(images), "--model", "toy", "--out", str(out), "-q"]) == 0
+    assert main(["build", str(other), "--model", "toy", "--out", str(out), "-q",
+                 "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["counts"]["items"] == 2
+
+
+def test_missing_weights_exit_3_and_damaged_weights_exit_2(
+        images: Path, tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    # Exit 3 is what scripts/quickstart.sh falls back to the toy model on; nothing else is.
+    import huggingface_hub.constants as constants
+
+    from mclip_explorer.models import DEFAULT_MODEL, get_spec
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("MCLIP_EXPLORER_WEIGHTS", raising=False)
+    argv = ["build", str(images), "--model", DEFAULT_MODEL, "--out", str(tmp_path / "c"), "-q"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not load" in err and "clip-ViT-B-32" in err
+    spec = get_spec(DEFAULT_MODEL)
+    local = tmp_path / "weights"
+    for repo in (spec.text_repo, spec.image_repo):
+        shutil.copytree(weights_dir / repo, local / repo)
+    bad = local / spec.text_repo / "model.safetensors"
+    bad.write_bytes(b"\0" * 64)
+    monkeypatch.setenv("MCLIP_EXPLORER_WEIGHTS", str(local))
+    _bad(capsys, argv, str(bad))

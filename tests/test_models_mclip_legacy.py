@@ -14,6 +14,7 @@ from mclip_explorer.errors import BadWeightsError, TruncationWarning, WeightsNot
 from mclip_explorer.models.heads import convert_head
 from mclip_explorer.models.registry import REGISTRY
 from mclip_explorer.models.weights import HEAD_ENV
+from tests.twins.mclip import reference_head_name
 
 LEGACY = [name for name, spec in REGISTRY.items() if spec.family == "mclip-legacy"]
 TEXTS = ["A red apple on a wooden table.", "Älgen är skogens konung!", "",
@@ -114,10 +115,31 @@ def test_missing_head_names_where_it_looked(tmp_path: Path, weights_dir: Path) -
     with pytest.raises(WeightsNotFoundError) as info:
         load_model("M-BERT-Distil-40", weights_dir=tmp_path)
     message = str(info.value)
-    assert str(tmp_path / "heads" / "M BERT Distil 40 Linear Weights.pkl") in message
-    assert "M BERT Distil 40 Linear Weights.safetensors" in message
+    assert str(tmp_path / "heads" / reference_head_name("M-BERT-Distil-40")) in message
+    assert "M-BERT Distil 40 Linear Weights.safetensors" in message
     with pytest.raises(WeightsNotFoundError, match="nowhere"):
         load_model("M-BERT-Distil-40", text=weights_dir / "M-CLIP/M-BERT-Distil-40")
+
+
+@pytest.mark.parametrize("name", LEGACY)
+def test_head_file_names_are_the_reference_packages(name: str) -> None:
+    assert REGISTRY[name].head_file == reference_head_name(name)
+
+
+def test_the_old_spelling_of_the_distil_head_still_loads(tmp_path: Path, weights_dir: Path) -> None:
+    name = "M-BERT-Distil-40"
+    spec = REGISTRY[name]
+    (tmp_path / "heads").mkdir()
+    for repo in (spec.text_repo, spec.image_repo):
+        (tmp_path / repo).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / repo).symlink_to(weights_dir / repo)
+    published = weights_dir / "heads" / reference_head_name(name)
+    old = "M BERT Distil 40 Linear Weights.pkl"  # our registry's spelling until 0.1
+    assert old != published.name
+    (tmp_path / "heads" / old).write_bytes(published.read_bytes())
+    from_old = load_model(name, weights_dir=tmp_path, device="cpu")
+    from_published = load_model(name, weights_dir=weights_dir, device="cpu")
+    np.testing.assert_array_equal(from_old.encode_text(TEXTS), from_published.encode_text(TEXTS))
 
 
 def test_head_from_argument_env_and_converted_file_agree(

@@ -91,7 +91,7 @@ def test_text_query_returns_what_the_collection_ranks_first(
     np.testing.assert_allclose(np.frombuffer(buffers[1], "<f4"), expected["score"], rtol=1e-5)
     np.testing.assert_allclose(np.frombuffer(buffers[2], "<f4").reshape(-1, 2),
                                expected[["x", "y"]].to_numpy(), rtol=1e-6)
-    assert content["titles"] == expected["title"].tolist()
+    assert content["titles"] == [Path(p).name for p in expected["path"]]  # file names
     placed = coll.place(coll.encoder.encode_text([query]))[0][0]
     assert (content["x"], content["y"]) == pytest.approx(tuple(placed))
     progress = [c for c, _ in front.sent if "progress" in c]
@@ -141,7 +141,8 @@ def test_thumbnails_are_binary_webp_for_the_asked_ids(front: Front, coll: Any) -
 
 def test_item_request_gives_title_metadata_and_thumbnail(front: Front, coll: Any) -> None:
     content, buffers = front.request("item", [ids_buffer(4)])
-    assert content["title"] == coll.items["title"][4] and content["meta"]["colour"] == "orange"
+    assert content["title"] == Path(coll.items["path"][4]).name
+    assert content["meta"]["colour"] == "orange"
     assert len(buffers) == 1 and buffers[0][8:12] == b"WEBP"
     text_id = int(np.flatnonzero(coll.items["kind"] == "text")[0])
     content, buffers = front.request("item", [ids_buffer(text_id)])
@@ -299,5 +300,5 @@ def test_a_missing_bundle_says_how_to_build_it(
     import mclip_explorer.widget.explorer as widget_module
 
     monkeypatch.setattr(widget_module, "_BUNDLE", tmp_path / "widget.js")
-    with pytest.raises(FileNotFoundError, match="npm install && npm run build"):
+    with pytest.raises(FileNotFoundError, match="cd js && npm install && npm run build"):
         ExplorerWidget(coll)

@@ -19,6 +19,7 @@ from mclip_explorer.collection import _commit, building, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import first_map
+from mclip_explorer.collection.replacing import check_replace
 from mclip_explorer.collection.sources import read_source, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
@@ -62,11 +63,13 @@ class Collection:
     def build(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
-              shard_size: int = building.SHARD_SIZE, map_method: str = "auto") -> Collection:
+              shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
+              overwrite: bool = False) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
-        were added encodes only those. An existing collection at ``out`` is replaced.
+        were added encodes only those. A collection of another source at ``out`` is refused
+        unless ``overwrite=True``.
 
         Args:
             source: A folder, glob, list of paths, DataFrame with a ``path`` column or a
@@ -80,19 +83,51 @@ class Collection:
             precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
             shard_size: Items per flushed cache shard: at most this much work is redone.
             map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+            overwrite: Replace a collection at ``out`` that holds none of the source's files.
+
+        Raises:
+            CollectionError: ``out`` holds a collection of another source (and not
+                ``overwrite``), or is a folder of other files.
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
-        store.prepare_out(out, create=False)  # a bad folder fails before a slow model load
+        # A bad folder or another collection fails before a slow model load.
+        target = store.prepare_out(out, create=False)
         items = read_source(source)
+        check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
         frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
                                                 shard_size, progress)
+        return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
+                             map_method=map_method, progress=progress)
+
+    @classmethod
+    def from_embeddings(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
+                        out: str | Path, vectors_model: str | None = None,
+                        column: str | None = None, texts: bool = True,
+                        device: str | None = None, progress: bool = True,
+                        precision: str = "float16", map_method: str = "auto") -> Collection:
+        """Open embeddings made elsewhere (clip-retrieval, LAION, parquet, DataFrame) unencoded.
+
+        See :func:`mclip_explorer.collection.imported.from_embeddings` and docs/interop.md.
+        """
+        from mclip_explorer.collection.imported import from_embeddings
+
+        return from_embeddings(cls, source, model=model, out=out, vectors_model=vectors_model,
+                               column=column, texts=texts, device=device, progress=progress,
+                               precision=precision, map_method=map_method)
+
+    @classmethod
+    def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
+                  *, device: str | None, precision: str, map_method: str, progress: bool,
+                  extra: dict[str, Any] | None = None) -> Collection:
+        """Index, map and commit a new collection from its item rows and their vectors."""
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
         frame = building.normalise_items(frame)
         manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
                                       precision, building.PREPROCESS_VERSION)
+        manifest.update(extra or {})
         coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
                    np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
         coll._embeddings = vectors
@@ -103,6 +138,11 @@ class Collection:
                                                         good, len(frame), map_method, progress)
         if params is not None:
             manifest["projection"] = params
+        texts = coll._live_ids("text")
+        if len(texts):  # imported caption vectors: their own index, placed on the image map
+            coll._indexes["text"] = building.index_vectors(coll._new_index(), texts,
+                                                           vectors[texts], progress=progress)
+            coll._coords[texts], coll._stretch[texts] = coll.place(vectors[texts])
         store.checkpoint("assembled")
         coll._commit(set(store.ROLES))
         return coll
@@ -247,6 +287,12 @@ class Collection:
 
         vectors = normalize(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         return self._index(kind).query(vectors, k, ef=ef)
+
+    def export(self, format: str, path: str | Path, **options: Any) -> Path:
+        """Write the collection for another tool; see :func:`.exporting.export` for formats."""
+        from mclip_explorer.collection.exporting import export
+
+        return export(self, format, path, **options)
 
     def thumbnail(self, item_id: int, size: int = 128) -> bytes:
         """A small WebP of image item ``item_id``, made once and cached in ``DIR/thumbs``."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,6 +29,8 @@ MAP_NEIGHBORS = 15  # the first map's UMAP neighbours, read from the image index
 PCA_MAX = 500
 SCALE_SAMPLE = 2000  # map items sampled to measure the map's typical 2-D kNN radius
 _PCA_CHUNK = 65536
+# A stage that takes long (importing umap-learn: about 20-30 s cold) still shows time passing.
+PROGRESS_TICK_SECONDS = 1.0
 _umap_fitted_in_process = False  # numba compiles UMAP's kernels on the first fit per process
 
 
@@ -131,7 +135,9 @@ def _fit_umap(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray] | None, ids: np.
             stage("kNN graph (given)")
             knn_ids, knn_sims = knn
         indices, dists = _knn_to_umap(knn_ids, knn_sims, ids, n, n_neighbors)
-        stage("importing umap-learn")
+        # The first import in a new environment compiles numba code for about 20 s.
+        stage("importing umap-learn" + ("" if "umap" in sys.modules else " (numba compiles "
+                                        "on the first import: up to 30 s)"))
         import umap
 
         stage(f"UMAP layout of {n} items{compile_note}")
@@ -310,6 +316,17 @@ def _stages(enabled: bool, total: int) -> Iterator[Any]:
 
     bar = tqdm(total=total, desc="map", disable=not enabled, bar_format="{desc} [{elapsed}]")
     steps = 0
+    stop = threading.Event()
+
+    def tick() -> None:
+        # tqdm redraws only when told; this redraw keeps [elapsed] moving during one long stage.
+        # It touches nothing but the bar (no NumPy), so it cannot contend for the BLAS pool.
+        while not stop.wait(PROGRESS_TICK_SECONDS):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, name="map-progress", daemon=True)
+    if enabled:
+        ticker.start()
 
     def stage(label: str) -> None:
         nonlocal steps
@@ -323,6 +340,9 @@ def _stages(enabled: bool, total: int) -> Iterator[Any]:
         bar.update(total - bar.n)
         bar.set_description_str("map: done")
     finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
         bar.close()
 
 

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from mclip_explorer.errors import UnknownModelError
 from mclip_explorer.models.base import Encoder, ImageBatch, normalize
+from mclip_explorer.models.choice import ModelChoice, pick_model
 from mclip_explorer.models.registry import DEFAULT_MODEL, LOADERS, REGISTRY, ModelSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "DEFAULT_MODEL", "Encoder", "ImageBatch", "ModelSpec", "available_models", "get_spec",
-    "load_model", "normalize",
+    "DEFAULT_MODEL", "Encoder", "ImageBatch", "ModelChoice", "ModelSpec", "available_models",
+    "get_spec", "load_model", "normalize", "pick_model",
 ]
 
 PATH_KEYS = ("text", "image", "head")

@@ -116,7 +116,7 @@ def convert_head(src: str | Path, dst: str | Path) -> Path:
     """Convert a head (Keras pickle or safetensors) to a ``.safetensors`` head, atomically.
 
     Args:
-        src: The head pickle, e.g. ``M BERT Distil 40 Linear Weights.pkl``.
+        src: The head pickle, e.g. ``M-BERT Distil 40 Linear Weights.pkl``.
         dst: The ``.safetensors`` file to write; an existing file is replaced only once the new
             one is complete. Put it next to the pickle with the same stem, or in
             ``<weights_dir>/heads/``, and it is preferred over the pickle.

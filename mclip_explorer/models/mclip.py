@@ -28,7 +28,7 @@ from mclip_explorer.errors import BadWeightsError, PairingError, WeightsNotFound
 from mclip_explorer.models.mclip_legacy import MclipEncoder
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import select_device
-from mclip_explorer.models.weights import hub_hint, resolve_repo
+from mclip_explorer.models.weights import fetch_snapshot, resolve_repo
 
 if TYPE_CHECKING:
     import torch
@@ -279,9 +279,4 @@ def locate(repo: str, override: str | Path | None, weights_dir: str | Path | Non
         return found
     if found.exists():
         raise WeightsNotFoundError(f"{found} is a file; {repo} needs its repo folder")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo, allow_patterns=REPO_FILES))
-    except Exception as exc:  # any hub failure means the same thing to a user
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+    return fetch_snapshot(repo, allow_patterns=REPO_FILES)

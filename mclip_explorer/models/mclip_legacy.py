@@ -13,11 +13,17 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mclip_explorer.errors import BadWeightsError, WeightsNotFoundError
+from mclip_explorer.errors import BadWeightsError
 from mclip_explorer.models.heads import load_head
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import TorchEncoder, select_device, warn_truncated
-from mclip_explorer.models.weights import hub_hint, resolve_head, resolve_repo
+from mclip_explorer.models.weights import (
+    OTHER_FRAMEWORK_FILES,
+    check_weight_files,
+    fetch_snapshot,
+    resolve_head,
+    resolve_repo,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -122,7 +128,7 @@ def load(
 
     if spec.head_file is None:
         raise ValueError(f"{spec.name} is not a legacy M-CLIP model (it has no head file)")
-    head_path = resolve_head(spec.head_file, head, weights_dir)
+    head_path = resolve_head(spec.head_file, head, weights_dir, spec.head_aliases)
     folder = resolve_repo(spec.text_repo, text, weights_dir)
     tokenizer, transformer = load_hf_text(folder, spec.text_repo)
     hidden = int(transformer.config.hidden_size)
@@ -138,11 +144,12 @@ def load_hf_text(folder: str, repo: str) -> tuple[Any, Any]:
     """Tokenizer and bare transformer (a ``PreTrainedModel``) from a folder or the HF cache."""
     from transformers import AutoModel, AutoTokenizer
 
+    if not Path(folder).exists():
+        folder = str(fetch_snapshot(repo, ignore_patterns=OTHER_FRAMEWORK_FILES))
+    check_weight_files(folder, repo)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         transformer = AutoModel.from_pretrained(folder)
     except OSError as exc:
-        if Path(folder).exists():
-            raise BadWeightsError(f"cannot load the text tower from {folder}: {exc}") from exc
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+        raise BadWeightsError(f"cannot load the text tower from {folder}: {exc}") from exc
     return tokenizer, transformer

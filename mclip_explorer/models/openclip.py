@@ -18,7 +18,7 @@ import numpy as np
 from mclip_explorer.errors import PairingError, UnknownModelError, WeightsNotFoundError
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import TorchEncoder, select_device, warn_truncated
-from mclip_explorer.models.weights import hub_hint, resolve_repo
+from mclip_explorer.models.weights import check_weight_files, fetch_snapshot, resolve_repo
 
 if TYPE_CHECKING:
     import torch
@@ -118,13 +118,9 @@ def _locate(repo: str, override: str | Path | None, weights_dir: str | Path | No
     """A local folder (or checkpoint file) for ``repo``; the Hugging Face cache as last resort."""
     found = resolve_repo(repo, override, weights_dir)
     if Path(found).exists():
+        check_weight_files(found, repo)
         return Path(found)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo, allow_patterns=[CONFIG_NAME, *WEIGHT_NAMES]))
-    except Exception as exc:  # any hub failure means the same to a user
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+    return fetch_snapshot(repo, allow_patterns=[CONFIG_NAME, *WEIGHT_NAMES])
 
 
 def _read_config(folder: Path) -> dict[str, Any]:

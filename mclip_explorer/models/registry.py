@@ -58,7 +58,9 @@ class ModelSpec:
         image_pretrained: open_clip pretrained tag the weights correspond to.
         image_size: Input side of the image tower in pixels.
         text_max_tokens: Token limit of the text tower.
-        head_file: File name of a separately published projection head (legacy M-CLIP).
+        head_file: File name of a separately published projection head (legacy M-CLIP), as
+            the reference package ``multilingual_clip`` names it.
+        head_aliases: Other file names accepted for the head (spellings we used before).
         source: Where users obtain the weights.
         notes: Caveats shown in the docs.
         licence: Licence of the weights, from the model card.
@@ -75,6 +77,7 @@ class ModelSpec:
     image_size: int
     text_max_tokens: int
     head_file: str | None = None
+    head_aliases: tuple[str, ...] = ()
     source: str = ""
     notes: str = field(default="", compare=False)
     licence: str = field(default="", compare=False)
@@ -179,7 +182,8 @@ REGISTRY: dict[str, ModelSpec] = {
               languages=MBERT_40_LANGUAGES, text_repo="M-CLIP/M-BERT-Distil-40",
               image_repo="timm/resnet50x4_clip.openai", image_arch="RN50x4-quickgelu",
               image_pretrained="openai", image_size=288, text_max_tokens=512,
-              head_file="M BERT Distil 40 Linear Weights.pkl",
+              head_file="M-BERT Distil 40 Linear Weights.pkl",
+              head_aliases=("M BERT Distil 40 Linear Weights.pkl",),
               source=f"{_HUB} (transformer, image tower); head: {_MCLIP_HEADS}"),
         _spec(name="M-BERT-Base-69", family="mclip-legacy", dim=640,
               languages=MBERT_40_LANGUAGES, text_repo="M-CLIP/M-BERT-Base-69",

@@ -14,10 +14,20 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mclip_explorer.errors import PairingError, UnknownModelError, WeightsNotFoundError
+from mclip_explorer.errors import (
+    BadWeightsError,
+    PairingError,
+    UnknownModelError,
+    WeightsNotFoundError,
+)
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import TorchEncoder, warn_truncated
-from mclip_explorer.models.weights import hub_hint, resolve_repo
+from mclip_explorer.models.weights import (
+    OTHER_FRAMEWORK_FILES,
+    check_weight_files,
+    fetch_snapshot,
+    resolve_repo,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -57,24 +67,16 @@ def features(output: Any) -> torch.Tensor:
     return output if pooled is None else pooled
 
 
-OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot",
-                         "tf_model*", "flax_model*", "rust_model*"]
-
-
 def local_repo(repo: str, override: str | Path | None, weights_dir: str | Path | None) -> Path:
     """A local folder for ``repo``: override, weights folder, then the Hugging Face cache."""
     found = resolve_repo(repo, override, weights_dir)
     if Path(found).is_dir():
+        check_weight_files(found, repo)
         return Path(found)
     if Path(found).exists():
         raise WeightsNotFoundError(f"{found} is a file; {repo!r} needs its repo folder")
-    try:
-        from huggingface_hub import snapshot_download
-
-        # Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
-        return Path(snapshot_download(repo, ignore_patterns=OTHER_FRAMEWORK_FILES))
-    except Exception as exc:  # any hub failure means the same to a user
-        raise WeightsNotFoundError(hub_hint(repo)) from exc
+    # Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
+    return fetch_snapshot(repo, ignore_patterns=OTHER_FRAMEWORK_FILES)
 
 
 def _modules(folder: Path) -> list[dict[str, Any]]:
@@ -181,7 +183,12 @@ def _dense(folder: Path) -> torch.nn.Module:
         state = load_file(str(folder / "model.safetensors"))
     elif (folder / "pytorch_model.bin").is_file():
         # weights_only: a restricted unpickler that admits tensors only, never code.
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(folder / "pytorch_model.bin", map_location="cpu",
+                               weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+            raise BadWeightsError(f"damaged weights file {folder / 'pytorch_model.bin'}: "
+                                  f"{exc}") from None
     else:
         raise WeightsNotFoundError(f"{folder} holds no model.safetensors or pytorch_model.bin")
     linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
@@ -298,10 +305,11 @@ def load(
         raise PairingError(f"{spec.name}: {image_folder} is not a sentence-transformers CLIP model")
     # Check the config before reading weights: a wrong tower fails on what makes it wrong.
     _check_pairing(spec, _json(inner / "config.json"), None)
-    clip = CLIPModel.from_pretrained(inner)
-    processor = AutoProcessor.from_pretrained(inner)
+    # Both towers found (and their files checked) before either is read.
     text_folder = (image_folder if text is None and spec.text_repo == spec.image_repo
                    else local_repo(spec.text_repo, text, weights_dir))
+    clip = CLIPModel.from_pretrained(inner)
+    processor = AutoProcessor.from_pretrained(inner)
     text_inner = _clip_folder(text_folder)
     if text_inner is None:
         tower: StudentText | ClipText = StudentText(text_folder)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from mclip_explorer.errors import WeightsNotFoundError
+from mclip_explorer.errors import BadWeightsError, WeightsNotFoundError
 
 WEIGHTS_ENV = "MCLIP_EXPLORER_WEIGHTS"
 HEAD_ENV = "MCLIP_EXPLORER_HEAD"
+# Hub repos also carry ONNX/OpenVINO/TF/Flax copies of the weights that are never read.
+OTHER_FRAMEWORK_FILES = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot",
+                         "tf_model*", "flax_model*", "rust_model*"]
 
 
 def weights_home(weights_dir: str | Path | None = None) -> Path | None:
@@ -42,11 +46,13 @@ def resolve_repo(
 
 
 def resolve_head(
-    head_file: str, override: str | Path | None = None, weights_dir: str | Path | None = None
+    head_file: str, override: str | Path | None = None, weights_dir: str | Path | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Path:
     """Find a legacy M-CLIP head: argument, ``$MCLIP_EXPLORER_HEAD``, then the weights folder.
 
     A ``.safetensors`` file next to the pickle (same stem) is preferred, as it needs no unpickling.
+    In the weights folder ``head_file`` is looked for first, then each of ``aliases``.
 
     Raises:
         WeightsNotFoundError: The head is nowhere; the message lists every place looked at.
@@ -60,8 +66,9 @@ def resolve_head(
     else:
         home = weights_home(weights_dir)
         if home is not None:
-            stem = Path(head_file).stem
-            candidates += [home / "heads" / f"{stem}.safetensors", home / "heads" / head_file]
+            for name in (head_file, *aliases):
+                stem = Path(name).stem
+                candidates += [home / "heads" / f"{stem}.safetensors", home / "heads" / name]
     for path in candidates:
         looked.append(str(path))
         if path.is_file():
@@ -80,3 +87,51 @@ def hub_hint(repo_id: str) -> str:
         f"provide it. Download it once with network access, or put a copy at "
         f"${WEIGHTS_ENV}/{repo_id}, or pass its folder explicitly (text=..., image=...)."
     )
+
+
+def fetch_snapshot(repo_id: str, **patterns: Any) -> Path:
+    """The Hugging Face cache's folder of ``repo_id``, downloading what is missing.
+
+    Args:
+        repo_id: The hub id.
+        **patterns: ``allow_patterns`` / ``ignore_patterns`` for ``snapshot_download``.
+
+    Raises:
+        WeightsNotFoundError: Not in the cache and the hub cannot provide it (offline, unknown
+            repo, no access). Any other failure (a broken install, a damaged cached file) is
+            raised as itself, never blamed on the network.
+        BadWeightsError: A cached safetensors file is damaged.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        folder = Path(snapshot_download(repo_id, **patterns))
+    except HFValidationError as exc:  # e.g. a path that does not exist: no hub id either
+        raise WeightsNotFoundError(f"{repo_id!r} is neither a local folder nor a hub id "
+                                   f"({exc})") from exc
+    except OSError as exc:  # every hub and connection error of huggingface_hub is an OSError
+        raise WeightsNotFoundError(hub_hint(repo_id)) from exc
+    check_weight_files(folder, repo_id)
+    return folder
+
+
+def check_weight_files(folder: str | Path, repo_id: str) -> None:
+    """Read the header of every safetensors file in ``folder`` (or of ``folder``, a file).
+
+    Raises:
+        BadWeightsError: A file is truncated or not safetensors; the message names it.
+    """
+    from safetensors import safe_open
+
+    root = Path(folder)
+    files = [root] if root.suffix == ".safetensors" else sorted(root.rglob("*.safetensors"))
+    for path in files:
+        try:
+            with safe_open(str(path), framework="numpy"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type
+            raise BadWeightsError(
+                f"damaged weights file {path} (of {repo_id!r}): {exc}. Delete it and download "
+                "it again (a partial download or a full disk leaves such files)."
+            ) from None

@@ -33,6 +33,8 @@ from mclip_explorer.widget.codecs import (
     text_field,
     to_buffer,
 )
+from mclip_explorer.widget.static_image import with_static_map
+from mclip_explorer.widget.titles import item_title
 from mclip_explorer.widget.views import AnalysisViews
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
@@ -98,7 +100,8 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         if not _BUNDLE.is_file():
             raise FileNotFoundError(
                 f"the widget's JavaScript bundle {_BUNDLE} is missing: install the package with "
-                "`pip install .` (it builds the bundle) or run `npm install && npm run build`")
+                "`pip install .` (it builds the bundle) or run "
+                "`cd js && npm install && npm run build`")
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         thumbnails.check_size(thumb_size)
@@ -133,6 +136,10 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         )
         self._recolour(chosen)
         self.on_msg(self._on_msg)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The live widget, plus a PNG of the map for saved notebooks (see static_image)."""
+        return with_static_map(super()._repr_mimebundle_(**kwargs), self)
 
     # ------------------------------------------------------------------------ Python API
     def highlight(self, ids: Any) -> None:
@@ -291,13 +298,7 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             return b""
 
     def _title(self, item_id: int) -> str:
-        row = self._items.iloc[item_id]
-        for key in ("title", "text"):
-            value = row.get(key)
-            if isinstance(value, str) and value:
-                return value
-        path = row.get("path")
-        return Path(path).name if isinstance(path, str) and path else f"item {item_id}"
+        return item_title(self._items.iloc[item_id], item_id)
 
     def _show_error(self, message: str) -> None:
         self.last_error = message

@@ -186,7 +186,8 @@ def test_click_on_a_point_runs_image_to_image_search(explorer: Any) -> None:
     images = [i for i, kind in enumerate(kinds) if kind == "image"]
     target = max(images, key=lambda i: distance[i].min())  # the most isolated image point
     explorer.mouse.move(*pixels[target])
-    title = kernel(explorer, f'print(json.dumps(coll.items["title"][{target}]))')
+    # The hover card names the file (or caption / key), not the title derived from the name.
+    title = kernel(explorer, f'print(json.dumps(Path(coll.items["path"][{target}]).name))')
     explorer.wait_for_selector(".mx-tooltip:not([hidden]) img", timeout=10_000)
     assert explorer.locator(".mx-tip-title").inner_text() == title
     explorer.mouse.click(*pixels[target])

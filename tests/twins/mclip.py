@@ -131,8 +131,15 @@ def build_legacy(root: Path, vocab: list[str]) -> None:
     heads = root / "heads"
     heads.mkdir(parents=True, exist_ok=True)
     for seed, spec in enumerate(s for s in REGISTRY.values() if s.family == "mclip-legacy"):
-        assert spec.head_file is not None
-        (heads / spec.head_file).write_bytes(keras_head_pickle(spec.dim, seed))
+        # Under the name users download it by: the reference package's, not our registry's.
+        (heads / reference_head_name(spec.name)).write_bytes(keras_head_pickle(spec.dim, seed))
+
+
+def reference_head_name(model: str) -> str:
+    """The head file name ``multilingual_clip``'s own ``AVAILABLE_MODELS`` table gives ``model``."""
+    from multilingual_clip.legacy_multilingual_clip import AVAILABLE_MODELS
+
+    return str(AVAILABLE_MODELS[model]["head_name"])
 
 
 def build_2022(root: Path, vocab: list[str]) -> None:
