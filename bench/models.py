@@ -96,7 +96,8 @@ def _text_towers() -> dict[str, Callable[[], Any]]:
         "NLLB-CLIP base text (NLLB-600M encoder, 12 layers)": hf(
             M2M100Config(**nllb, encoder_layers=12), encoder_only=True),
         "NLLB-CLIP large text (NLLB-1.3B encoder, 24 layers)": hf(
-            M2M100Config(**nllb, encoder_layers=24), encoder_only=True),
+            M2M100Config(**{**nllb, "encoder_ffn_dim": 8192}, encoder_layers=24),
+            encoder_only=True),
         "XLM-R large (ViT-H/14 text)": hf(XLMRobertaConfig(
             vocab_size=VOCAB, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
             intermediate_size=4096)),
