@@ -39,14 +39,19 @@ CACHE = Path(os.environ.get("MCLIP_BENCH_CACHE", Path(tempfile.gettempdir()) / "
 
 
 # --------------------------------------------------------------------------------- data
-def clustered(n: int, dim: int = DIM, *, seed: int = 0, chunk: int = 10_000) -> np.ndarray:
-    """``n`` CLIP-like unit vectors (see module docstring), generated in chunks (1M fits)."""
+def clustered(n: int, dim: int = DIM, *, seed: int = 0, chunk: int = 10_000,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """``n`` CLIP-like unit vectors (see module docstring), generated in chunks (1M fits).
+
+    ``out``: an ``(n, dim)`` array to fill instead (e.g. a float16 memory map, for 2M and up).
+    """
     rng = np.random.default_rng(seed)
     clusters, local_dim = max(50, n // 1000), 12
     common = rng.normal(size=dim)
     centers = (rng.normal(size=(clusters, dim)) + 1.5 * common).astype(np.float32)
     bases = (rng.normal(size=(clusters, local_dim, dim)) / np.sqrt(local_dim)).astype(np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         label = rng.integers(0, clusters, m)
@@ -104,17 +109,28 @@ def recall(index: VectorIndex, base: np.ndarray, queries: np.ndarray, k: int = 1
            ef: int | None = None) -> float:
     """Recall@k against exact search; ``base`` rows are ids 0..n-1."""
     got, _ = index.query(queries, k, ef=ef)
+    best = exact_topk(base, queries, k)
+    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(got, best,
+                                                                           strict=True)]))
+
+
+def exact_topk(base: np.ndarray, queries: np.ndarray, k: int,
+               chunk: int = 100_000) -> np.ndarray:
+    """Exact top-k ids of unit ``queries`` over ``base`` (rows are ids; float16 rows are upcast
+    and renormalised, as the index holds them), a chunk of rows at a time."""
     best = np.empty((len(queries), 0), dtype=np.int64)
     best_s = np.empty((len(queries), 0), dtype=np.float32)
-    for start in range(0, len(base), 100_000):
-        sims = queries @ base[start:start + 100_000].T
+    for start in range(0, len(base), chunk):
+        rows = np.asarray(base[start:start + chunk], dtype=np.float32)
+        if base.dtype != np.float32:
+            rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        sims = queries @ rows.T
         cand = np.concatenate([best_s, sims], axis=1)
         ids = np.concatenate([best, np.broadcast_to(
             np.arange(start, start + sims.shape[1]), sims.shape)], axis=1)
         top = np.argpartition(-cand, k - 1, axis=1)[:, :k]
         best, best_s = np.take_along_axis(ids, top, 1), np.take_along_axis(cand, top, 1)
-    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(got, best,
-                                                                           strict=True)]))
+    return best
 
 
 def build_index(base: np.ndarray, threads: int = -1, **params: int) -> tuple[VectorIndex,
@@ -265,7 +281,7 @@ class Stopwatch:
 def part_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """Collection.build with the toy encoder: total and per stage (decode/encode/index/map)."""
     import mclip_explorer.models.toy as toy
-    from mclip_explorer.collection import Collection, building, projection
+    from mclip_explorer.collection import Collection, building, layout
     from mclip_explorer.models.toy import ToyEncoder
 
     out: dict[str, Any] = {}
@@ -277,7 +293,7 @@ def part_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         watch.wrap_iter(ToyEncoder, "iter_image_batches", "decode+encode")
         watch.wrap(VectorIndex, "add", "index")
         watch.wrap(VectorIndex, "knn_graph", "map")
-        watch.wrap(projection, "fit_map", "map")
+        watch.wrap(layout, "fit_map", "map")
         with tempfile.TemporaryDirectory(dir=CACHE) as folder:
             start = time.perf_counter()
             coll = Collection.build([str(p) for p in paths], model=ToyEncoder(),

@@ -1,11 +1,14 @@
 // The plotly scattergl map: one trace per colour category (so the legend works), a text-item
-// trace and two overlay traces (highlight, selection). Queries go on a separate layer
-// (overlay.ts) so adding one never re-renders the points.
+// trace and two overlay traces (highlight, selection), in level-of-detail mode always all of them
+// in that order so Plotly.react updates them in place, over a density image (layout image). Queries go on a
+// separate layer (overlay.ts) so adding one never re-renders the points. Every render is
+// counted in the element's data-renders (read by the browser tests).
 import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
+import { type DensityGrid, densityImage, type Range } from "./lod.ts";
 import { type Locator, QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
 import { DEFAULT_DRAG_MODE, type DragMode, dragModeOf } from "./dragmode.ts";
-import { idsInBox, idsInLasso } from "./selection.ts";
+import { type Shape, shapeOf } from "./shapes.ts";
 
 export interface Points {
   x: Float32Array;
@@ -18,9 +21,11 @@ export interface MapHandlers {
   onClick(id: number): void;
   onHover(id: number, event: MouseEvent): void;
   onUnhover(): void;
-  onSelect(ids: Uint32Array, final: boolean): void;
+  onSelect(shape: Shape | null, final: boolean): void; // null: cleared
+  onView?(range: Range | null): void; // after a pan or zoom; null: back to the whole map
   onDragMode?(mode: DragMode): void; // the mode changed (e.g. through plotly's modebar)
 }
+
 
 export const CATEGORY_COLOURS = [
   "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
@@ -60,8 +65,13 @@ export class ExplorerMap {
   private gd: PlotlyHTMLElement | null = null;
   private traceIndex: (Uint32Array | null)[] = [];
   private traces: object[] = [];
-  private readonly rowOf: Int32Array; // item id -> point index (-1: not on the map)
+  private rowOf = new Int32Array(0); // item id -> point index (-1: not on the map)
+  private lod = false; // level of detail: a density image, and every category's trace kept
   private overlays = { highlight: -1, selection: -1 };
+  private marked: Record<"highlight" | "selection", Uint32Array> = {
+    highlight: new Uint32Array(0), selection: new Uint32Array(0) };
+  private drawnSize = "";
+  private renders = 0;
   private layout: Record<string, unknown>;
   private selectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly overlay: QueryOverlay;
@@ -72,12 +82,7 @@ export class ExplorerMap {
     private readonly handlers: MapHandlers,
   ) {
     this.overlay = new QueryOverlay(el.parentElement ?? el);
-    let maxId = 0;
-    for (const id of points.ids) maxId = Math.max(maxId, id);
-    this.rowOf = new Int32Array(maxId + 1).fill(-1);
-    points.ids.forEach((id, i) => {
-      this.rowOf[id] = i;
-    });
+    this.index(points, true);
     this.layout = {
       margin: { l: 30, r: 10, t: 10, b: 30 },
       dragmode: DEFAULT_DRAG_MODE,
@@ -95,13 +100,39 @@ export class ExplorerMap {
   ): Promise<void> {
     this.buildTraces(codes, labels, opacity);
     const config = { displaylogo: false, scrollZoom: true, responsive: true };
+    this.counted();
     if (!this.gd) {
       this.gd = await Plotly.newPlot(this.el, this.traces, this.layout, config);
       this.listen(this.gd);
     } else {
       await Plotly.react(this.el, this.traces, this.layout, config);
     }
+    this.drawnSize = this.size();
     this.overlay.setView(viewOf(this.gd?._fullLayout, undefined));
+  }
+
+  /** Level of detail on or off (the kernel decides by the map's size). */
+  setMode(lod: boolean): void {
+    this.lod = lod;
+  }
+
+  /** Swap in another set of points (level of detail); the next draw() shows them. */
+  setPoints(points: Points): void {
+    this.index(this.points, false);
+    this.points = points;
+    this.index(points, true);
+  }
+
+  /** The density layer (level of detail) and whether it is shown under the points. */
+  setDensity(grid: DensityGrid | null, shown = true): void {
+    const images = grid && shown ? [densityImage(grid)] : [];
+    this.layout = { ...this.layout, images };
+  }
+
+  /** The range shown now, or null before the first draw. */
+  view(): Range | null {
+    const v = viewOf(this.gd?._fullLayout, undefined);
+    return v ? { x: v.x, y: v.y } : null;
   }
 
   /** What a drag on the map does from now on. */
@@ -115,6 +146,7 @@ export class ExplorerMap {
     // so later redraws keep the mode. Plotly keeps the last selection's outline, and a drag that
     // starts inside it moves the outline instead of drawing a new one; a fresh mode starts
     // without it (the selected points stay marked by the selection overlay).
+    this.counted();
     await Plotly.relayout(this.el, { dragmode: mode, selections: [] });
   }
 
@@ -124,17 +156,12 @@ export class ExplorerMap {
     return i < 0 ? null : [this.points.x[i], this.points.y[i]];
   }
 
+  /** Ring markers on ids (the ones drawn now); before the first draw only remembered. */
   async setOverlay(which: "highlight" | "selection", ids: Uint32Array): Promise<void> {
+    this.marked[which] = ids;
     if (!this.gd) return;
-    const x: number[] = [];
-    const y: number[] = [];
-    for (const id of ids) {
-      const p = this.position(id);
-      if (p) {
-        x.push(p[0]);
-        y.push(p[1]);
-      }
-    }
+    const { x, y } = this.positions(ids);
+    this.counted();
     await Plotly.restyle(this.el, { x: [x], y: [y] }, [this.overlays[which]]);
   }
 
@@ -145,12 +172,21 @@ export class ExplorerMap {
   /** Move the points (another layout of the same ids); the next draw() shows it, autoranged. */
   setLayout(x: Float32Array, y: Float32Array, name: string, locate: Locator | null): void {
     this.points = { ...this.points, x, y };
-    this.layout = { ...this.layout, uirevision: name }; // a new layout starts zoomed to fit
+    this.setLayoutName(name, locate);
+  }
+
+  /** Name the layout shown (a new one starts zoomed to fit) and where queries are drawn. */
+  setLayoutName(name: string, locate: Locator | null): void {
+    this.layout = { ...this.layout, uirevision: name };
     this.overlay.setLocator(locate);
   }
 
   resize(): void {
-    if (this.gd && this.el.isConnected) void Plotly.Plots.resize(this.el);
+    // The observer's first call (and any that does not change the size) costs no render.
+    if (!this.gd || !this.el.isConnected || this.size() === this.drawnSize) return;
+    this.drawnSize = this.size();
+    this.counted();
+    void Plotly.Plots.resize(this.el);
   }
 
   destroy(): void {
@@ -170,7 +206,8 @@ export class ExplorerMap {
     this.traces = [];
     this.traceIndex = [];
     groups.categories.forEach((index, c) => {
-      if (!index.length) return;
+      // Level of detail keeps every category (empty or not): a stable trace order.
+      if (!index.length && !this.lod) return;
       this.traces.push({ ...base, name: labels[c] ?? "items", x: pick(x, index), y: pick(y, index),
         marker: { size, color: categoryColour(labels[c] ?? "", c),
           opacity: opacity.length === x.length ? pick(opacity, index) : 0.8,
@@ -183,13 +220,12 @@ export class ExplorerMap {
           opacity: 0.85, line: { color: "#fff", width: 1 } } });
       this.traceIndex.push(groups.text);
     }
-    const overlay = { type: "scattergl", mode: "markers", hoverinfo: "skip", showlegend: false,
-      x: [] as number[], y: [] as number[] };
+    const overlay = { type: "scattergl", mode: "markers", hoverinfo: "skip", showlegend: false };
     this.overlays.highlight = this.traces.length;
-    this.traces.push({ ...overlay, name: "highlighted",
+    this.traces.push({ ...overlay, name: "highlighted", ...this.positions(this.marked.highlight),
       marker: { size: size + 10, symbol: "circle-open", color: "#000", line: { width: 2.5 } } });
     this.overlays.selection = this.traces.length;
-    this.traces.push({ ...overlay, name: "selected",
+    this.traces.push({ ...overlay, name: "selected", ...this.positions(this.marked.selection),
       marker: { size: size + 5, symbol: "circle-open", color: "#ff00aa", line: { width: 1.5 } } });
     this.traceIndex.push(null, null);
   }
@@ -213,27 +249,59 @@ export class ExplorerMap {
     gd.on("plotly_unhover", () => this.handlers.onUnhover());
     // The query layer follows pans and zooms, during the drag and after it.
     gd.on("plotly_relayouting", (event) => this.overlay.setView(viewOf(gd._fullLayout, event)));
-    gd.on("plotly_relayout", (update) => {
+    gd.on("plotly_relayout", (event: Record<string, unknown>) => {
       this.overlay.setView(viewOf(gd._fullLayout, undefined));
-      const mode = dragModeOf(update);
+      const mode = dragModeOf(event);
       if (mode) this.handlers.onDragMode?.(mode);
+      // Only pans and zooms (not resizes or selections) change what level of detail shows.
+      const keys = Object.keys(event ?? {});
+      if (keys.some((k) => k.endsWith("autorange"))) this.handlers.onView?.(null);
+      else if (keys.some((k) => k.includes("axis.range"))) this.handlers.onView?.(this.view());
     });
     // Live while dragging (debounced), then once more, final, on release.
+    // The kernel computes who is inside, over every point (not only the drawn ones).
     gd.on("plotly_selecting", (data) => {
       clearTimeout(this.selectTimer);
-      this.selectTimer = setTimeout(() => this.handlers.onSelect(this.covered(data), false), 250);
+      this.selectTimer = setTimeout(() => this.handlers.onSelect(shapeOf(data), false), 250);
     });
     gd.on("plotly_selected", (data) => {
       clearTimeout(this.selectTimer);
-      this.handlers.onSelect(this.covered(data), true);
+      this.handlers.onSelect(shapeOf(data), true);
     });
-    gd.on("plotly_deselect", () => this.handlers.onSelect(new Uint32Array(0), true));
+    gd.on("plotly_deselect", () => this.handlers.onSelect(null, true));
   }
 
-  private covered(data: any): Uint32Array {
-    const { x, y, ids } = this.points;
-    if (data?.range?.x && data?.range?.y) return idsInBox(x, y, ids, data.range.x, data.range.y);
-    if (data?.lassoPoints?.x) return idsInLasso(x, y, ids, data.lassoPoints.x, data.lassoPoints.y);
-    return new Uint32Array(0);
+  private positions(ids: Uint32Array): { x: number[]; y: number[] } {
+    const x: number[] = [];
+    const y: number[] = [];
+    for (const id of ids) {
+      const p = this.position(id);
+      if (p) {
+        x.push(p[0]);
+        y.push(p[1]);
+      }
+    }
+    return { x, y };
+  }
+
+  private index(points: Points, on: boolean): void {
+    let top = -1;
+    for (const id of points.ids) top = Math.max(top, id);
+    if (on && top >= this.rowOf.length) { // grown (a background build adds items): reallocate
+      const grown = new Int32Array(Math.max(top + 1, 2 * this.rowOf.length)).fill(-1);
+      grown.set(this.rowOf);
+      this.rowOf = grown;
+    }
+    points.ids.forEach((id, i) => {
+      if (id < this.rowOf.length) this.rowOf[id] = on ? i : -1;
+    });
+  }
+
+  private size(): string {
+    return `${this.el.clientWidth}x${this.el.clientHeight}`;
+  }
+
+  private counted(): void {
+    this.el.dataset.renders = String(++this.renders);
   }
 }

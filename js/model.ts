@@ -22,6 +22,27 @@ export interface Model {
   _gap_coords: DataView | null; // float32, N x 4: raw x, y, gap-corrected x, y of point i
   _lanes: LanesState | Record<string, never>; // {} when no lanes are shown
   _panel: PanelState | Record<string, never>; // {} when no panel is shown
+  _lod: LodState | Record<string, never>; // {} when every point is sent (no level of detail)
+  _build: BuildState | Record<string, never>; // {} when no background build feeds the widget
+}
+
+/** A background build's status (mclip_explorer/widget/background.py, BackgroundBuild.status). */
+export interface BuildState {
+  state: "starting" | "running" | "done" | "cancelled" | "failed";
+  phase: string;
+  done: number; // images encoded
+  total: number;
+  eta_s: number | null;
+  error: string;
+}
+
+/** Level of detail: _coords/_ids/... hold a sample; the density covers the whole map. */
+export interface LodState {
+  total: number; // points on the map
+  complete: boolean; // the sample is every point
+  has_text: boolean; // the map has text items (the gap layouts are offered)
+  grid: number[]; // x0, y0, dx, dy, rows, cols of the density
+  density: DataView; // float32 counts, rows x cols, row 0 at y0
 }
 
 export type MapView = "map" | "gap" | "gap-corrected";

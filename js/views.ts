@@ -2,6 +2,7 @@
 // language lanes (drawn as ordinary queries) and the duplicates/hubs panel.
 import type { AnyModel } from "@anywidget/types";
 import { idsToView, toFloat32 } from "./codecs.ts";
+import type { LodView } from "./lod.ts";
 import type { ExplorerMap, Points } from "./map.ts";
 import type { MapView, Model } from "./model.ts";
 import {
@@ -14,8 +15,10 @@ export interface ViewsContext {
   model: AnyModel<Model>;
   ui: Ui;
   map: ExplorerMap;
-  points: Points; // the collection's own layout
+  points(): Points; // the collection's own layout (all points, without level of detail)
   store: QueryStore;
+  lod(): LodView | null; // level of detail: layouts are fetched by viewport
+  hasText: boolean; // the gap layouts are offered only then
   redraw(): Promise<void>; // points, colours, highlight and selection
   refresh(): Promise<void>; // queries on the map and the gallery
   pin(row: Pinned | null): void; // a panel row shown in the gallery
@@ -40,23 +43,31 @@ export function layoutOf(view: MapView, points: Points, gap: Float32Array):
 }
 
 export function wireViews(ctx: ViewsContext): { start(): Promise<void>; dispose(): void } {
-  const { model, ui, map, points, store } = ctx;
+  const { model, ui, map, store } = ctx;
   const viewLabel = ui.viewPicker.parentElement;
   // The gap needs text items; without them the toggle is not offered at all.
-  if (viewLabel) viewLabel.hidden = !points.kinds.some((k) => k === 1);
+  if (viewLabel) viewLabel.hidden = !ctx.hasText;
   let laneQids: number[] = [];
   let panel: Panel | null = null;
 
   const applyView = async (): Promise<void> => {
     const view = model.get("map_view");
     ui.viewPicker.value = view;
-    const layout = layoutOf(view, points, toFloat32(model.get("_gap_coords")));
+    const locate = view === "map" ? null
+      : (q: Parameters<typeof relocate>[0]) => relocate(q, (id) => map.position(id));
+    const lod = ctx.lod();
+    if (lod) {
+      map.setLayoutName(view, locate);
+      lod.request(null, 0); // the whole map in that layout, drawn when it arrives
+      ui.map.dataset.view = view;
+      return;
+    }
+    const layout = layoutOf(view, ctx.points(), toFloat32(model.get("_gap_coords")));
     if (!layout) {
       ctx.busy("computing the modality gap"); // drawn when _gap_coords arrives
       return;
     }
-    map.setLayout(layout.x, layout.y, view,
-      view === "map" ? null : (q) => relocate(q, (id) => map.position(id)));
+    map.setLayout(layout.x, layout.y, view, locate);
     await ctx.redraw();
     ui.map.dataset.view = view;
     ctx.busy("");

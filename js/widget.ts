@@ -1,14 +1,18 @@
 // Wiring only: traits and DOM events in, calls into the small modules out.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { deinterleave, idsToView, toFloat32, toUint32, toUint8 } from "./codecs.ts";
+import { toFloat32, toUint32, toUint8 } from "./codecs.ts";
 import { DragToggle } from "./dragmode.ts";
 import { Gallery } from "./gallery.ts";
+import { type Detail, LodView } from "./lod.ts";
 import { ExplorerMap } from "./map.ts";
+import { readMapData } from "./mapdata.ts";
+import { BuildProgress } from "./progress.ts";
 import type { Model } from "./model.ts";
 import { QueryStore } from "./queries.ts";
 import { Rpc } from "./rpc.ts";
 import { type Query, search } from "./search.ts";
 import css from "./styles.css";
+import type { Shape } from "./shapes.ts";
 import { ThumbCache } from "./thumbs.ts";
 import type { Pinned } from "./panels.ts";
 import { Tooltip } from "./tooltip.ts";
@@ -17,9 +21,8 @@ import { wireViews } from "./views.ts";
 
 function render({ model, el }: RenderProps<Model>): () => void {
   const ui = buildUi(el, css);
-  const xy = deinterleave(toFloat32(model.get("_coords")));
-  const points = { ...xy, ids: toUint32(model.get("_ids")), kinds: toUint8(model.get("_kinds")) };
-  const base = `${points.ids.length.toLocaleString()} points · ${model.get("model_name")}`;
+  let data = readMapData(model);
+  let base = data.summary;
   const rpc = new Rpc(model, (n, note) => setBusy(ui, n, note, base));
   setBusy(ui, 1, "drawing the map", base);
   const thumbs = new ThumbCache(rpc, () => model.get("thumb_size"));
@@ -43,6 +46,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
         if (image.byteLength) thumbs.put(found.result.ids[i], image);
       });
       store.add(found.result);
+      lod?.refresh(); // its hits become real, hoverable points at any zoom
       performance.mark("mx:reply");
       await refresh();
       performance.mark("mx:painted");
@@ -59,31 +63,84 @@ function render({ model, el }: RenderProps<Model>): () => void {
     void refresh();
   };
 
-  const map = new ExplorerMap(ui.map, points, {
+  const map = new ExplorerMap(ui.map, data.points, {
     onClick: (id) => void run({ id }),
     onHover: (id, event) => tooltip.show(id, event),
     onUnhover: () => tooltip.hide(),
-    onSelect: (ids) => {
-      model.set("selected_ids", idsToView(ids));
-      model.save_changes();
+    onSelect: (shape, final) => void select(shape, final),
+    onView: (range) => {
+      ui.map.dataset.viewAt = String(Date.now()); // epoch ms, read by bench/widget.py
+      lod?.request(range);
     },
     onDragMode: (mode) => drag.set(mode),
   });
+  let colours = { codes: data.codes, opacity: data.opacity };
+  const draw = (): Promise<void> => map.draw(colours.codes, model.get("_color_labels"), colours.opacity);
+  const showDetail = async (detail: Detail): Promise<void> => {
+    map.setPoints(detail.points);
+    map.setDensity(detail.density, !detail.complete);
+    colours = { codes: detail.codes, opacity: detail.opacity };
+    ui.map.dataset.complete = String(detail.complete);
+    ui.map.dataset.shown = String(detail.points.ids.length);
+    await draw();
+    ui.map.dataset.detailAt = String(Date.now()); // epoch ms, read by bench/widget.py
+  };
+  let lod: LodView | null = null;
+  // The map's data, at load and whenever the kernel sends another state of the collection
+  // (a background build's new step): level of detail on or off, points, density, colours.
+  const applyData = (): void => {
+    map.setMode(data.grid !== null);
+    map.setPoints(data.points);
+    map.setDensity(data.grid, !data.complete);
+    ui.map.dataset.complete = String(data.complete);
+    ui.map.dataset.lod = String(data.grid !== null); // level of detail on (read by the bench)
+    colours = { codes: data.codes, opacity: data.opacity };
+    if (data.grid && !lod) {
+      lod = new LodView(rpc, () => model.get("map_view"), showDetail, (m) => showError(ui, m),
+        (fetching) => { ui.map.dataset.fetching = String(fetching); });
+    }
+    if (!data.grid && lod) {
+      lod.dispose();
+      lod = null;
+    }
+  };
+  applyData();
+  // Box and lasso go to the kernel, which selects over every point and sets selected_ids.
+  const select = async (shape: Shape | null, final: boolean): Promise<void> => {
+    try {
+      const payload = shape ? { shape: shape.kind, layout: model.get("map_view"), final } : { shape: "none" };
+      const buffers = shape ? [new DataView(shape.values.buffer)] : [];
+      await rpc.request("select", payload, buffers, "selecting", 60_000, !final);
+    } catch (error) {
+      showError(ui, error instanceof Error ? error.message : String(error));
+    }
+  };
   const drag = new DragToggle(ui.drag, (mode) => void map.setDragMode(mode));
   const gallery = new Gallery(ui.gallery, thumbs, {
     onPick: (id) => void run({ id }),
     onRemove: removeQuery,
   });
 
+  // Highlight and selection are drawn with the points, in the same render.
+  void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
+  void map.setOverlay("selection", toUint32(model.get("selected_ids")));
   const recolour = async (): Promise<void> => {
-    await map.draw(toUint8(model.get("_color_codes")), model.get("_color_labels"),
-      toFloat32(model.get("_color_opacity")));
-    await map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
-    await map.setOverlay("selection", toUint32(model.get("selected_ids")));
+    if (lod) {
+      lod.refresh(); // the viewport's points come back with their new colours
+      return;
+    }
+    colours = { codes: toUint8(model.get("_color_codes")), opacity: toFloat32(model.get("_color_opacity")) };
+    await draw();
   };
   const onError = (): void => showError(ui, model.get("error"));
-  const onHighlight = (): void => void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
-  const onSelection = (): void => void map.setOverlay("selection", toUint32(model.get("selected_ids")));
+  const onHighlight = (): void => {
+    void map.setOverlay("highlight", toUint32(model.get("highlighted_ids")));
+    lod?.refresh(); // highlighted items become drawn points
+  };
+  const onSelection = (): void => {
+    void map.setOverlay("selection", toUint32(model.get("selected_ids")));
+    lod?.refresh(100);
+  };
   // Codes, labels and opacity arrive together but fire one event each (and any one may be the
   // only one that changed): redraw once per batch.
   let recolourQueued = false;
@@ -95,10 +152,33 @@ function render({ model, el }: RenderProps<Model>): () => void {
       void recolour();
     });
   };
+  // Another state of the collection (a background build's step): new points, one redraw.
+  let dataQueued = false;
+  const onMapData = (): void => {
+    if (dataQueued) return;
+    dataQueued = true;
+    queueMicrotask(() => {
+      dataQueued = false;
+      data = readMapData(model);
+      base = data.summary;
+      applyData();
+      setBusy(ui, 0, "", base);
+      void draw();
+    });
+  };
+  const progress = new BuildProgress(ui.root.querySelector(".mx-bar") ?? ui.map, () => {
+    rpc.request("cancel_build", {}, [], "cancelling the build", 60_000)
+      .catch((error: unknown) => showError(ui, String(error)));
+  });
+  const onBuild = (): void => progress.show(model.get("_build"));
+  onBuild();
   const onColumns = (): void => fillPicker(ui.picker, model.get("color_columns"), model.get("color_by"));
 
   const views = wireViews({
-    model, ui, map, points, store, redraw: recolour, refresh,
+    model, ui, map, store, redraw: recolour, refresh,
+    points: () => data.points,
+    lod: () => lod,
+    hasText: (() => { const s = model.get("_lod"); return "total" in s ? s.has_text : data.points.kinds.some((k) => k === 1); })(),
     pin: (row) => {
       pinned = row;
       void refresh();
@@ -125,13 +205,16 @@ function render({ model, el }: RenderProps<Model>): () => void {
   model.on("change:_color_opacity", onColours);
   model.on("change:color_by", onColumns);
   model.on("change:color_columns", onColumns); // a new colour column (zero-shot, values)
+  model.on("change:_ids", onMapData);
+  model.on("change:_build", onBuild);
   onColumns();
   onError();
   const resize = new ResizeObserver(() => map.resize());
   resize.observe(ui.map);
-  void recolour()
+  void draw() // the one render at load: points, colours, highlight and selection together
     .then(() => views.start())
     .then(() => {
+      ui.map.dataset.rendersAtReady = ui.map.dataset.renders; // one at load (browser tests)
       ui.map.dataset.ready = "true";
       ui.map.dataset.readyAt = String(Date.now()); // epoch ms, read by bench/widget.py
       setBusy(ui, 0, "", base);
@@ -144,9 +227,11 @@ function render({ model, el }: RenderProps<Model>): () => void {
     for (const [event, fn] of [["change:error", onError], ["change:highlighted_ids", onHighlight],
       ["change:selected_ids", onSelection], ["change:_color_codes", onColours],
       ["change:_color_labels", onColours], ["change:_color_opacity", onColours],
-      ["change:color_by", onColumns], ["change:color_columns", onColumns]] as const) {
+      ["change:color_by", onColumns], ["change:color_columns", onColumns],
+      ["change:_ids", onMapData], ["change:_build", onBuild]] as const) {
       (model as AnyModel<Model>).off(event, fn);
     }
+    lod?.dispose();
     rpc.dispose();
     thumbs.dispose();
     map.destroy();

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     build = commands.add_parser("build", help="encode images into a new collection (resumable)")
-    build.add_argument("images", nargs="?", help="image folder, glob pattern, or a single image")
+    build.add_argument("images", nargs="?", help="image folder, glob pattern, a single image, "
+                       "or WebDataset/parquet shards ('shards/{00000..00099}.tar', s3://...)")
     build.add_argument("--sample", action="store_true",
                        help="build from the bundled sample images (308 clip-art pictures)")
     build.add_argument("--model", default=None, help="model name (see `mclip-explorer models`)")
@@ -52,15 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stored embedding precision")
     build.add_argument("--map", choices=("auto", "umap", "pca"), default="auto",
                        help="map layout: UMAP, PCA, or auto (PCA below 500 items; default)")
+    build.add_argument("--map-sample", type=_positive, default=None, metavar="N",
+                       help="above N images fit the map on N of them and place the rest "
+                            "(default 200000)")
     build.add_argument("--overwrite", action="store_true",
                        help="replace a collection of other images at --out (the same images "
                             "resume without it)")
+    _engine(build)
     _quiet(build)
 
     add = commands.add_parser("add", help="encode and add new images to a collection")
     add.add_argument("dir", help="collection folder")
-    add.add_argument("source", help="image folder, glob pattern, or a single image")
+    add.add_argument("source", help="image folder, glob pattern, a single image, or shards")
     add.add_argument("--device", default=None)
+    _engine(add)
     _quiet(add)
 
     search = commands.add_parser("search", help="search a collection by text (any language) or "
@@ -84,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", help="legacy head file (.pkl)")
     convert.add_argument("dst", help="output .safetensors file")
     return parser
+
+
+def _engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="encode in this process (default) or on a Ray cluster "
+                             "(pip install 'mclip-explorer[ray]')")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address: auto, HOST:6379 or ray://HOST:10001 "
+                             "(default: a new local cluster)")
+    parser.add_argument("--concurrency", type=_positive, default=None,
+                        help="Ray encoder actors (default: one per GPU, else from free CPUs)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,7 +148,9 @@ def _build(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, num_workers=args.workers,
                             device=args.device, progress=not args.quiet,
                             precision=args.precision, map_method=args.map,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, engine=args.engine,
+                            address=args.address, concurrency=args.concurrency,
+                            **({"map_sample": args.map_sample} if args.map_sample else {}))
     counts = coll.manifest["counts"]
     print(f"built {coll.path}: {counts['live']} items searchable, {counts['failed']} failed "
           f"({coll.model_name})")
@@ -143,7 +162,8 @@ def _add(args: argparse.Namespace) -> int:
     from mclip_explorer.collection import Collection
 
     coll = Collection.open(args.dir, device=args.device)
-    ids = coll.add(args.source, progress=not args.quiet)
+    ids = coll.add(args.source, progress=not args.quiet, engine=args.engine,
+                   address=args.address, concurrency=args.concurrency)
     print(f"added {len(ids)} items to {coll.path} ({coll.manifest['counts']['live']} searchable)")
     _report_failures(coll, ids)
     return 0

@@ -32,3 +32,24 @@ def toy_encoder():
     from mclip_explorer.models.toy import ToyEncoder
 
     return ToyEncoder()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the whole test session; yields its address."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    # A loaded machine starts the raylet's agents slowly; the default wait (30 s) is too short.
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    for attempt in range(3):  # ray.init gives the raylet a fixed 30 s to register
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

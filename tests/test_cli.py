@@ -47,6 +47,14 @@ def test_build_reports_counts_and_failures(images: Path, tmp_path: Path,
     assert json.loads((out / "manifest.json").read_text())["precision"] == "float32"
 
 
+def test_build_with_a_map_sample(images: Path, tmp_path: Path):
+    out = tmp_path / "c"
+    assert main(["build", str(images), "--model", "toy", "--out", str(out), "--workers", "0",
+                 "--map-sample", "5", "-q"]) == 0
+    projection = json.loads((out / "manifest.json").read_text())["projection"]
+    assert projection["sample"] == 5 and projection["placed"] == 12 - 5
+
+
 def test_build_the_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "sample"
     assert main(["build", "--sample", "--model", "toy", "--out", str(out), "-q"]) == 0

@@ -108,7 +108,7 @@ def test_coords_and_vectors(coll: Collection):
 
 def test_manifest_records_model_and_params(coll: Collection):
     manifest = coll.manifest
-    assert manifest["format_version"] == 1 and manifest["precision"] == "float16"
+    assert manifest["format_version"] == 2 and manifest["precision"] == "float16"
     assert manifest["model"]["fingerprint"] == ToyEncoder().fingerprint
     assert manifest["dim"] == coll.dim == 32
     assert manifest["index"]["image"]["M"] == 16

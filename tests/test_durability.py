@@ -197,7 +197,7 @@ def test_a_full_disk_keeps_the_previous_generation(built: Path, more_images: Pat
         assert not list(path.glob(".*.tmp"))
     finally:
         if mounted:
-            subprocess.run(["umount", str(disk)], check=False)
+            subprocess.run(["umount", "--lazy", str(disk)], check=False)  # open memory maps
 
 
 def test_old_generations_go_only_after_the_new_one_is_committed(

@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "transformers", "umap", "numba", "sentence_transformers", "open_clip", "hnswlib"]
+HEAVY = ["torch", "transformers", "umap", "numba", "sentence_transformers", "open_clip", "hnswlib",
+         "ray"]
 
 
 def _imported_after(code: str) -> list[str]:
@@ -41,3 +42,13 @@ def test_unknown_public_name() -> None:
 
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = mclip_explorer.no_such_name  # type: ignore[attr-defined]
+
+
+def test_sharded_sources_and_the_local_engine_do_not_import_ray() -> None:
+    code = (
+        "from mclip_explorer.collection import engines\n"
+        "from mclip_explorer.collection.sources import webdataset, parquet\n"
+        "from mclip_explorer.collection.engines import local, ledger, records\n"
+        "engines.check_engine('ray')"
+    )
+    assert "ray" not in _imported_after(code)

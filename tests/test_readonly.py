@@ -57,7 +57,7 @@ def read_only(source: Path, tmp_path: Path) -> Iterator[tuple[Path, bool]]:
         yield (view if mounted else copy), mounted
     finally:
         if mounted:
-            subprocess.run(["umount", str(view)], check=False)
+            subprocess.run(["umount", "--lazy", str(view)], check=False)  # open memory maps
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
 
 

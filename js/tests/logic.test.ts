@@ -6,23 +6,10 @@ import { deinterleave, idsToView, toFloat32, toUint32 } from "../codecs.ts";
 import { overlap, QUERY_COLOURS, type QueryResult, QueryStore, relocate } from "../queries.ts";
 import { parsePanel, pinnedRow } from "../panels.ts";
 import { layoutOf } from "../views.ts";
-import { idsInBox, idsInLasso } from "../selection.ts";
+import { covers, densityPixels, grow, parseDetail } from "../lod.ts";
+import { formatEta, progressText } from "../progress.ts";
+import { shapeOf } from "../shapes.ts";
 
-const x = Float32Array.from([0, 1, 2, 3, 0.5]);
-const y = Float32Array.from([0, 1, 2, 3, 2.5]);
-const ids = Uint32Array.from([10, 11, 12, 13, 14]);
-
-test("box selection keeps points inside, in either drag direction", () => {
-  assert.deepEqual([...idsInBox(x, y, ids, [0.5, 2.5], [0.5, 2.6])], [11, 12, 14]);
-  assert.deepEqual([...idsInBox(x, y, ids, [2.5, 0.5], [2.6, 0.5])], [11, 12, 14]);
-  assert.deepEqual([...idsInBox(x, y, ids, [5, 6], [5, 6])], []);
-});
-
-test("lasso selection uses the polygon, not its bounding box", () => {
-  // Triangle (0,0.5)-(3,0.5)-(0,3.5): holds (1,1) and (0.5,2.5), not (2,2) or (3,3).
-  assert.deepEqual([...idsInLasso(x, y, ids, [0, 3, 0], [0.5, 0.5, 3.5])], [11, 14]);
-  assert.deepEqual([...idsInLasso(x, y, ids, [0, 1], [0, 1])], []);
-});
 
 test("codecs read buffers without copying and survive unaligned views", () => {
   const data = Float32Array.from([1.5, -2, 3.25]);
@@ -117,4 +104,55 @@ test("the gap layouts read their half of the 4-per-point buffer; missing until i
   const fixed = layoutOf("gap-corrected", points, gap);
   assert.deepEqual([...(raw?.x ?? [])], [1, 10]);
   assert.deepEqual([...(fixed?.y ?? [])], [4, 40]);
+});
+
+test("plotly box and lasso events become shapes for the kernel", () => {
+  const box = shapeOf({ range: { x: [2, 1], y: [0, 3] } });
+  assert.deepEqual(box && [box.kind, ...box.values], ["box", 2, 1, 0, 3]);
+  const lasso = shapeOf({ lassoPoints: { x: [0, 1, 0], y: [0, 0, 1, 9] } });
+  assert.deepEqual(lasso && [lasso.kind, ...lasso.values], ["lasso", 0, 0, 1, 0, 0, 1]);
+  assert.equal(shapeOf({}), null);
+});
+
+test("a viewport reply becomes points, colours and a density grid", () => {
+  const f32 = (...v: number[]) => new DataView(Float32Array.from(v).buffer);
+  const detail = parseDetail({
+    content: { complete: true, grid: [0, 10, 0.5, 2, 2, 3] },
+    buffers: [f32(1, 2, 3, 4), idsToView([7, 9]), new DataView(Uint8Array.from([0, 1]).buffer),
+      new DataView(Uint8Array.from([2, 0]).buffer), f32(), f32(0, 1, 2, 3, 0, 5)],
+  });
+  assert.deepEqual([...detail.points.x, ...detail.points.y], [1, 3, 2, 4]);
+  assert.deepEqual([...detail.points.ids], [7, 9]);
+  assert.deepEqual([...detail.codes], [2, 0]);
+  assert.equal(detail.complete, true);
+  assert.deepEqual([detail.density.rows, detail.density.cols, detail.density.y0], [2, 3, 10]);
+  const px = densityPixels(detail.density); // 2 x 3, image rows top (map row 1) first
+  const alpha = (row: number, col: number) => px[4 * (row * 3 + col) + 3];
+  assert.equal(alpha(1, 0), 0); // map row 0, col 0: empty, transparent
+  assert.equal(alpha(0, 1), 0); // map row 1, col 1: empty
+  assert.equal(alpha(0, 2), 255); // the fullest cell is opaque and darkest
+  assert.ok(alpha(1, 1) > 0 && alpha(1, 1) < alpha(1, 2));
+  assert.throws(() => parseDetail({ content: { grid: [0, 0, 1, 1, 2, 2] },
+    buffers: [f32(), idsToView([]), new DataView(new ArrayBuffer(0)), new DataView(new ArrayBuffer(0)), f32(), f32(1)] }));
+});
+
+test("the fetched area reaches past the view so small pans need no new points", () => {
+  assert.deepEqual(grow({ x: [0, 2], y: [10, 14] }), { x: [-1, 3], y: [8, 16] });
+});
+
+test("a build's progress line: phase, count and ETA; how to resume after cancelling", () => {
+  const running = { state: "running", phase: "encoding", done: 1200, total: 5000, eta_s: 75,
+    error: "" } as const;
+  assert.equal(progressText(running), "building · encoding · 1,200 / 5,000 images · about 75 s left");
+  assert.equal(progressText({ ...running, eta_s: null }), "building · encoding · 1,200 / 5,000 images");
+  assert.equal(formatEta(600), "about 10 min left");
+  assert.match(progressText({ ...running, state: "cancelled" }), /cancelled at 1,200 \/ 5,000 images: run the same explore\(\) again to resume/);
+  assert.equal(progressText({ ...running, state: "failed", error: "SourceError: x" }), "build failed: SourceError: x");
+});
+
+test("a view inside an area already drawn in full needs no new points", () => {
+  const held = { x: [0, 10] as [number, number], y: [0, 10] as [number, number] };
+  assert.equal(covers(held, { x: [2, 8], y: [1, 9] }), true);
+  assert.equal(covers(held, { x: [8, 2], y: [9, 1] }), true); // reversed axes
+  assert.equal(covers(held, { x: [-1, 8], y: [1, 9] }), false);
 });

@@ -13,6 +13,7 @@ file list.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,8 @@ def write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
     """Write ``roles`` as generation files, then commit ``manifest`` (updated in place).
 
     Returns:
-        ``embeddings`` in the stored precision, so memory matches what a reopen would load.
+        ``embeddings`` in the stored precision, memory-mapped from the new file when it was
+        written, so memory matches what a reopen would load.
 
     Raises:
         WriteError: A file could not be written; nothing changed on disk and ``manifest`` is
@@ -162,6 +164,8 @@ def _write_files(folder: Path, manifest: dict[str, Any], roles: set[str], *,
         raise
     store.checkpoint("committed")
     _remove_old(folder, files)
+    if files.get("embeddings") and "embeddings" in roles:
+        return store.load_npy(folder / files["embeddings"]["name"], what="embeddings", mmap=True)
     return stored
 
 
@@ -186,4 +190,7 @@ def _remove_old(folder: Path, files: dict[str, Any]) -> None:
         stem = role.replace("_", "-")
         for old in folder.glob(f"{stem}.*{suffix}"):
             if old.name not in keep:
-                old.unlink(missing_ok=True)
+                # Windows refuses to delete a file that is still memory-mapped (the embeddings
+                # of an open collection): it goes at a later commit.
+                with contextlib.suppress(PermissionError):
+                    old.unlink(missing_ok=True)

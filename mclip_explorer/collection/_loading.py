@@ -26,13 +26,14 @@ if TYPE_CHECKING:
     from mclip_explorer.models.base import Encoder
 
 
-def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
+def read_folder(folder: Path, kinds: Sequence[str], *, memory_map: bool = True) -> tuple[
         dict[str, Any], pd.DataFrame, dict[str, np.ndarray], dict[str, VectorIndex]]:
     """Read a collection folder's current generation, checked against its manifest.
 
     Args:
         folder: The collection folder (absolute).
         kinds: Item kinds whose index files to load when the manifest names one.
+        memory_map: Memory-map the embeddings (read on use) rather than load them.
 
     Returns:
         ``(manifest, items, arrays, indexes)``: ``arrays`` maps ``"embeddings"``, ``"coords"``
@@ -65,7 +66,8 @@ def read_folder(folder: Path, kinds: Sequence[str]) -> tuple[
     _check_counts(manifest, items, folder)
     arrays = {}
     for role, shape in (("embeddings", (n, dim)), ("coords", (n, 2)), ("stretch", (n,))):
-        arrays[role] = store.load_npy(folder / files[role]["name"], what=role)
+        arrays[role] = store.load_npy(folder / files[role]["name"], what=role,
+                                      mmap=memory_map and role == "embeddings")
         if arrays[role].shape != shape:
             raise CollectionError(f"damaged collection {folder}: {role} has shape "
                                   f"{arrays[role].shape}, expected {shape} (fields 'dim', "
@@ -102,14 +104,13 @@ def rebuild_index(items: pd.DataFrame, embeddings: np.ndarray, kind: str,
                   params: dict[str, Any]) -> VectorIndex:
     """A fresh index of the live items of ``kind``, with the manifest's parameters."""
     from mclip_explorer.collection.index import VectorIndex
-    from mclip_explorer.models.base import normalize
-
     ids = items["id"].to_numpy()[_live(items, kind)]
     index = VectorIndex(int(params["dim"]), M=int(params["M"]),
                         ef_construction=int(params["ef_construction"]), ef=params["ef"],
                         random_seed=int(params["random_seed"]))
-    vectors = normalize(embeddings[ids].astype(np.float32))
-    return building.index_vectors(index, ids, vectors)
+    # Rows are read by id a chunk at a time (the store may be a float16 memory map); the index
+    # renormalises each row as it adds it.
+    return building.index_vectors(index, ids, embeddings)
 
 
 def _live(items: pd.DataFrame, kind: str) -> np.ndarray:

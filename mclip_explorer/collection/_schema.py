@@ -18,7 +18,9 @@ from typing import Any
 from mclip_explorer.errors import CollectionError
 
 FORMAT_NAME = "mclip-explorer-collection"
-FORMAT_VERSION = 1
+# 2: float16 embeddings by default, memory-mapped on open; a map may be fitted on a sample
+# with the other images placed (stretch > 0 on the first map). Version 1 folders still open.
+FORMAT_VERSION = 2
 ROLES = {  # generation file role -> file suffix
     "items": ".parquet",
     "embeddings": ".npy",

@@ -14,7 +14,7 @@ import hashlib
 import io
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 # Bump when the decode path (images.load_image) changes in a way that alters pixels.
 PREPROCESS_VERSION = 1
 SHARD_SIZE = 256
+INDEX_CHUNK = 65_536  # rows gathered (as float32) per hnswlib add: 128 MB at dim 512
+PARALLEL_INDEX_MIN = 100_000  # from this many items the index is built on all cores
 _TEXT_PREFIX = b"mclip-explorer text\x00"
 
 
@@ -76,7 +78,7 @@ def hash_payloads(payloads: Sequence[Any], *, progress: bool = False,
             read again (as git does). Updated in place with every file read.
     """
     out = Hashed([], [], [], [])
-    bar = _bar(len(payloads), "hashing", "file", progress)
+    bar = progress_bar(len(payloads), "hashing", "file", progress)
     for position, payload in enumerate(payloads):
         facts = _unchanged(payload, known)
         if facts is not None:
@@ -315,22 +317,13 @@ def encode_images(
     if not todo:
         return 0
     pending = list(todo.items())
-    bar = _bar(len(pending), "encoding", "img", progress)
+    bar = progress_bar(len(pending), "encoding", "img", progress)
     try:
         for number, start in enumerate(range(0, len(pending), shard_size), start=1):
             chunk = pending[start:start + shard_size]
-            vectors = np.full((len(chunk), cache.dim), np.nan, dtype=np.float32)
-            reasons = [""] * len(chunk)
-            images = [payload for _, payload in chunk]
-            for batch in encoder.iter_image_batches(images, batch_size=batch_size,
-                                                    num_workers=num_workers, errors="report"):
-                vectors[batch.indices] = batch.embeddings
-                for position, reason in batch.failures.items():
-                    reasons[position] = reason
-                if bar is not None:
-                    bar.update(len(batch.indices) + len(batch.failures))
-            for row in np.flatnonzero(np.isnan(vectors[:, 0])):
-                reasons[row] = reasons[row] or "the encoder returned no embedding"
+            vectors, reasons = encode_batch(encoder, [payload for _, payload in chunk],
+                                            batch_size=batch_size, num_workers=num_workers,
+                                            on_batch=None if bar is None else bar.update)
             store.checkpoint(f"shard-encoded:{number}")
             cache.add_shard([key for key, _ in chunk], vectors, reasons)
             store.checkpoint(f"shard:{number}")
@@ -338,6 +331,28 @@ def encode_images(
         if bar is not None:
             bar.close()
     return len(pending)
+
+
+def encode_batch(encoder: Encoder, payloads: Sequence[Any], *, batch_size: int = 32,
+                 num_workers: int | None = None,
+                 on_batch: Callable[[int], object] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Encode images: the one encoding step of every engine (local loop and Ray actors).
+
+    Returns:
+        ``(n, dim)`` float32 (NaN rows for failures) and each item's failure reason ("" = ok).
+    """
+    vectors = np.full((len(payloads), encoder.dim), np.nan, dtype=np.float32)
+    reasons = [""] * len(payloads)
+    for batch in encoder.iter_image_batches(list(payloads), batch_size=batch_size,
+                                            num_workers=num_workers, errors="report"):
+        vectors[batch.indices] = batch.embeddings
+        for position, reason in batch.failures.items():
+            reasons[position] = reason
+        if on_batch is not None:
+            on_batch(len(batch.indices) + len(batch.failures))
+    for row in np.flatnonzero(np.isnan(vectors[:, 0])):
+        reasons[row] = reasons[row] or "the encoder returned no embedding"
+    return vectors, reasons
 
 
 def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], *,
@@ -353,9 +368,12 @@ def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], 
 
 
 def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | None,
-                   num_workers: int | None, shard_size: int,
-                   progress: bool) -> tuple[pd.DataFrame, np.ndarray]:
-    """Hash, encode (cache misses only) and look up a source; returns its rows and vectors."""
+                  num_workers: int | None, shard_size: int, progress: bool,
+                  encode: Callable[..., int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Hash, encode (cache misses only) and look up a source; returns its rows and vectors.
+
+    ``encode`` replaces :func:`encode_images` (same arguments): the Ray engine's hook.
+    """
     cache_root = folder / store.CACHE_DIR
     known = load_file_facts(cache_root)
     hashed = hash_payloads(items.payloads, progress=progress, known=known)
@@ -372,8 +390,9 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
         paths[position] = str(target)
     cache = EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     payloads = [str(p) if isinstance(p, str) else p for p in items.payloads]
-    encode_images(encoder, cache, hashed.sha256, payloads, batch_size=batch_size or 32,
-                           num_workers=num_workers, shard_size=shard_size, progress=progress)
+    (encode or encode_images)(encoder, cache, hashed.sha256, payloads,
+                              batch_size=batch_size or 32, num_workers=num_workers,
+                              shard_size=shard_size, progress=progress)
     vectors, reasons = cache.lookup(hashed.sha256)
     for position, reason in hashed.errors.items():
         reasons[position] = reason
@@ -402,20 +421,29 @@ def normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[*store.COLUMNS, *rest]].reset_index(drop=True)
 
 
-def index_vectors(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, *,
-                  progress: bool = False, chunk: int = 8192) -> VectorIndex:
-    """Add vectors to an index on one thread, in input order, with a progress bar.
+def index_vectors(index: VectorIndex, ids: np.ndarray, vectors_by_id: np.ndarray, *,
+                  progress: bool = False, chunk: int = INDEX_CHUNK,
+                  parallel_min: int = PARALLEL_INDEX_MIN) -> VectorIndex:
+    """Add the rows ``ids`` of ``vectors_by_id`` (row = id) to an index, chunk by chunk.
 
-    One thread makes hnswlib's graph depend only on the data, so a resumed build ends
-    identical to an uninterrupted one (at about half the speed of two threads).
+    Only one chunk at a time is gathered and converted to float32, so a memory-mapped float16
+    store stays paged. Below ``parallel_min`` items hnswlib adds on one thread, in input order:
+    the graph then depends only on the data, so a resumed build ends identical to an
+    uninterrupted one. From ``parallel_min`` on it uses the index's ``num_threads`` (all cores
+    by default): the graph then depends on thread timing, searches agree up to the index's
+    recall, and a 1M build is not held to half speed.
     """
-    bar = _bar(len(ids), "indexing", "vec", progress)
-    threads, index.num_threads = index.num_threads, 1
+    bar = progress_bar(len(ids), "indexing", "vec", progress)
+    index.reserve(len(ids))
+    threads = index.num_threads
+    if len(ids) < parallel_min:
+        index.num_threads = 1
     try:
         for start in range(0, len(ids), chunk):
-            index.add(ids[start:start + chunk], vectors[start:start + chunk])
+            part = ids[start:start + chunk]
+            index.add(part, vectors_by_id[part])
             if bar is not None:
-                bar.update(len(ids[start:start + chunk]))
+                bar.update(len(part))
     finally:
         index.num_threads = threads
         if bar is not None:
@@ -423,7 +451,8 @@ def index_vectors(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, *,
     return index
 
 
-def _bar(total: int, description: str, unit: str, enabled: bool) -> Any:
+def progress_bar(total: int, description: str, unit: str, enabled: bool) -> Any:
+    """A tqdm bar (a widget in notebooks), or ``None`` when disabled or there is nothing to do."""
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclip_explorer._files import is_writable_folder
-from mclip_explorer.collection import _commit, building, search, store
+from mclip_explorer.collection import _commit, building, engines, search, store
 from mclip_explorer.collection._loading import load_encoder, read_folder
+from mclip_explorer.collection.layout import MAP_SAMPLE, first_map
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
-from mclip_explorer.collection.projection import first_map
-from mclip_explorer.collection.replacing import check_replace
-from mclip_explorer.collection.sources import read_source, text_items
+from mclip_explorer.collection.projection import PLACE_K
+from mclip_explorer.collection.sources import item_identity, text_items
 from mclip_explorer.errors import CollectionError, ModelMismatchError
 from mclip_explorer.models.registry import DEFAULT_MODEL
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from mclip_explorer.models.base import Encoder
 
 KINDS = ("image", "text")
-PLACE_K = 10  # neighbours that place a new point on the map
 
 
 class Collection:
@@ -55,6 +54,7 @@ class Collection:
         self._indexes = indexes
         self._encoder = encoder
         self._device = device
+        self._memory_map = True
         self._live: dict[str, np.ndarray] = {}  # kind -> live ids; cleared on every commit
         self.read_only = False  # set by open(); a read-only collection is never written to
 
@@ -64,7 +64,8 @@ class Collection:
               out: str | Path, batch_size: int | None = None, num_workers: int | None = None,
               device: str | None = None, progress: bool = True, precision: str = "float16",
               shard_size: int = building.SHARD_SIZE, map_method: str = "auto",
-              overwrite: bool = False) -> Collection:
+              map_sample: int = MAP_SAMPLE, overwrite: bool = False, engine: str = "local",
+              address: str | None = None, concurrency: int | None = None) -> Collection:
         """Encode ``source`` into a new collection at ``out``, reusing any cached embeddings.
 
         Rerunning the same call after a crash or a kill resumes it; rerunning it after files
@@ -72,8 +73,10 @@ class Collection:
         unless ``overwrite=True``.
 
         Args:
-            source: A folder, glob, list of paths, DataFrame with a ``path`` column or a
-                ``datasets.Dataset`` (see :mod:`mclip_explorer.collection.sources`).
+            source: A folder, glob, list of paths, DataFrame with a ``path`` column, a
+                ``datasets.Dataset``, or WebDataset / parquet shards (a brace pattern, glob,
+                folder or list, local or fsspec URLs; see
+                :mod:`mclip_explorer.collection.sources`).
             model: Registry name or an :class:`Encoder`.
             out: The collection folder (created; must be empty, or a collection).
             batch_size: Images per forward pass (default 32).
@@ -83,7 +86,14 @@ class Collection:
             precision: ``"float16"`` (default) or ``"float32"`` for the stored embeddings.
             shard_size: Items per flushed cache shard: at most this much work is redone.
             map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+            map_sample: Above this many images UMAP is fitted on a seeded sample of this size
+                and the other images are placed from their nearest sampled images.
             overwrite: Replace a collection at ``out`` that holds none of the source's files.
+            engine: ``"local"`` (this process) or ``"ray"`` (Ray Data and an actor pool;
+                ``pip install "mclip-explorer[ray]"``); both give the same collection.
+            address: Ray cluster to use (``"auto"``, ``"ray://head:10001"``); default: the
+                connected one, else a new local cluster.
+            concurrency: Ray encoder actors (default: one per GPU, else from free CPUs).
 
         Raises:
             CollectionError: ``out`` holds a collection of another source (and not
@@ -91,16 +101,19 @@ class Collection:
         """
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', got {precision!r}")
+        engines.check_engine(engine, address, concurrency)
         # A bad folder or another collection fails before a slow model load.
         target = store.prepare_out(out, create=False)
-        items = read_source(source)
-        check_replace(target, items, overwrite=overwrite)
+        items = engines.resolve(source)
+        engines.check_replace(target, items, overwrite=overwrite)
         encoder = load_encoder(model, device)
         folder = store.prepare_out(out)
-        frame, vectors = building.encode_source(folder, items, encoder, batch_size, num_workers,
-                                                shard_size, progress)
+        frame, vectors = engines.encode(
+            folder, items, encoder, engine=engine, model=model,
+            device=device, batch_size=batch_size, num_workers=num_workers,
+            shard_size=shard_size, progress=progress, address=address, concurrency=concurrency)
         return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
-                             map_method=map_method, progress=progress)
+                             map_method=map_method, map_sample=map_sample, progress=progress)
 
     @classmethod
     def from_embeddings(cls, source: Any, *, model: str | Encoder = DEFAULT_MODEL,
@@ -121,27 +134,35 @@ class Collection:
     @classmethod
     def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
                   *, device: str | None, precision: str, map_method: str, progress: bool,
+                  map_sample: int = MAP_SAMPLE,
                   extra: dict[str, Any] | None = None) -> Collection:
-        """Index, map and commit a new collection from its item rows and their vectors."""
+        """Index, map and commit a new collection from its item rows and their vectors.
+
+        ``vectors``: row = item, NaN rows for failures. They are cast to the stored precision
+        first, and index and map read them a chunk at a time by id; after the commit they are
+        memory-mapped from the new file.
+        """
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
         frame = building.normalise_items(frame)
         manifest = store.new_manifest(folder, encoder.name, encoder.fingerprint, encoder.dim,
                                       precision, building.PREPROCESS_VERSION)
         manifest.update(extra or {})
-        coll = cls(folder, manifest, frame, np.empty((0, encoder.dim), np.float32),
-                   np.empty((0, 2), np.float32), np.empty(0, np.float32), {}, encoder, device)
-        coll._embeddings = vectors
+        vectors = vectors.astype(np.float16 if precision == "float16" else np.float32,
+                                 copy=False)
+        coll = cls(folder, manifest, frame, vectors, np.empty((0, 2), np.float32),
+                   np.empty(0, np.float32), {}, encoder, device)
         good = coll._live_ids("image")
-        coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors[good],
+        coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors,
                                                          progress=progress)}
-        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors[good],
-                                                        good, len(frame), map_method, progress)
+        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors, good,
+                                                        map_method, progress,
+                                                        sample_max=map_sample)
         if params is not None:
             manifest["projection"] = params
         texts = coll._live_ids("text")
         if len(texts):  # imported caption vectors: their own index, placed on the image map
-            coll._indexes["text"] = building.index_vectors(coll._new_index(), texts,
-                                                           vectors[texts], progress=progress)
+            coll._indexes["text"] = building.index_vectors(coll._new_index(), texts, vectors,
+                                                           progress=progress)
             coll._coords[texts], coll._stretch[texts] = coll.place(vectors[texts])
         store.checkpoint("assembled")
         coll._commit(set(store.ROLES))
@@ -149,7 +170,8 @@ class Collection:
 
     @classmethod
     def open(cls, path: str | Path, *, model: str | Encoder | None = None,
-             device: str | None = None, read_only: bool | None = None) -> Collection:
+             device: str | None = None, read_only: bool | None = None,
+             memory_map: bool = True) -> Collection:
         """Open a collection folder; nothing in it is executed or unpickled, nothing written.
 
         Args:
@@ -160,6 +182,9 @@ class Collection:
             read_only: Never write to the folder (thumbnails go to the user's cache folder;
                 ``add``/``remove`` refuse). ``None`` (default): read-only when the folder cannot
                 be written (permissions, a read-only mount), decided without writing.
+            memory_map: Memory-map the stored embeddings (default: pages are read when used and
+                may be dropped again, so a collection larger than RAM opens); ``False`` loads
+                them into memory.
 
         Raises:
             CollectionError: Missing, damaged or incompatible collection.
@@ -167,21 +192,23 @@ class Collection:
         """
         folder = Path(path).expanduser().resolve()
         try:
-            coll = cls._load(folder, device)
+            coll = cls._load(folder, device, memory_map)
         except CollectionError:
             # A writer may have switched generations (and deleted the old files) between our
             # reading the manifest and the files: that is a retry, not damage.
-            coll = cls._load(folder, device)
+            coll = cls._load(folder, device, memory_map)
         coll.read_only = not is_writable_folder(folder) if read_only is None else read_only
         if model is not None:
             coll._encoder = coll._checked(load_encoder(model, device))
         return coll
 
     @classmethod
-    def _load(cls, folder: Path, device: str | None) -> Collection:
-        manifest, items, arrays, indexes = read_folder(folder, KINDS)
-        return cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
+    def _load(cls, folder: Path, device: str | None, memory_map: bool = True) -> Collection:
+        manifest, items, arrays, indexes = read_folder(folder, KINDS, memory_map=memory_map)
+        coll = cls(folder, manifest, items, arrays["embeddings"], arrays["coords"].astype(
             np.float32), arrays["stretch"].astype(np.float32), indexes, None, device)
+        coll._memory_map = memory_map
+        return coll
 
     # ---------------------------------------------------------------------------- reading
     @property
@@ -315,23 +342,31 @@ class Collection:
 
     # ---------------------------------------------------------------------------- growing
     def add(self, source: Any, *, batch_size: int | None = None, num_workers: int | None = None,
-            progress: bool = True) -> np.ndarray:
+            progress: bool = True, engine: str = "local", address: str | None = None,
+            concurrency: int | None = None) -> np.ndarray:
         """Encode only the new items of ``source``, index them and place them on the map.
 
-        A file already in the collection under the same path with the same content is skipped;
-        one whose content changed replaces the old item (which is removed).
+        An item already in the collection under the same identity (its path, or its shard and
+        key) with the same content is skipped; one whose content changed replaces the old item
+        (which is removed). ``engine``, ``address``, ``concurrency``: as in :meth:`build`.
 
         Returns:
             The ids of the added items.
         """
-        items = read_source(source)
+        engines.check_engine(engine, address, concurrency)
+        items = engines.resolve(source)
         known = self._items[(self._items["kind"] == "image") & ~self._items["deleted"]]
-        known_sha = dict(zip(known["path"], known["sha256"], strict=True))
-        frame, vectors = building.encode_source(self.path, items, self.encoder, batch_size,
-                                                num_workers, building.SHARD_SIZE, progress)
+        known_ids = item_identity(known)
+        known_sha = dict(zip(known_ids, known["sha256"], strict=True))
+        frame, vectors = engines.encode(
+            self.path, items, self.encoder, engine=engine,
+            device=self._device, batch_size=batch_size,
+            num_workers=num_workers, progress=progress, address=address, concurrency=concurrency)
+        new_ids = item_identity(frame)
         same = np.array([p is not None and known_sha.get(p) == s
-                         for p, s in zip(frame["path"], frame["sha256"], strict=True)], dtype=bool)
-        replaced = known.index[known["path"].isin(frame["path"][~same].dropna())].to_numpy()
+                         for p, s in zip(new_ids, frame["sha256"], strict=True)], dtype=bool)
+        changed = {p for p, keep in zip(new_ids, same, strict=True) if p is not None and not keep}
+        replaced = known.index[[p in changed for p in known_ids]].to_numpy()
         if same.all():
             return np.empty(0, dtype=np.int64)  # nothing new: no new generation either
         return self._append(frame[~same].reset_index(drop=True), vectors[~same], replaced)
@@ -375,6 +410,8 @@ class Collection:
         if len(replaced):
             self._remove(replaced)
         new_ids = frame["id"].to_numpy()
+        # Index and place what is stored, so a search ranks like exact search over the store.
+        vectors = vectors.astype(self._embeddings.dtype, copy=False)
         good = ~np.isnan(vectors).any(axis=1) if len(vectors) else np.zeros(0, bool)
         xy = np.full((len(frame), 2), np.nan, np.float32)
         stretch = np.full(len(frame), np.nan, np.float32)
@@ -385,8 +422,7 @@ class Collection:
             if sel.any():
                 self._indexes.setdefault(kind, self._new_index()).add(new_ids[sel], vectors[sel])
         self._items = pd.concat([self._items, frame], ignore_index=True)
-        self._embeddings = np.concatenate([self._embeddings, vectors.astype(
-            self._embeddings.dtype)])
+        self._embeddings = np.concatenate([self._embeddings, vectors])
         self._coords = np.concatenate([self._coords, xy])
         self._stretch = np.concatenate([self._stretch, stretch])
         self._commit(set(store.ROLES))
@@ -408,13 +444,14 @@ class Collection:
                                   "read_only=True, or the folder cannot be written)")
         self._live.clear()
         try:
-            self._embeddings = _commit.write_generation(
+            stored = _commit.write_generation(
                 self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
+            self._embeddings = stored if self._memory_map else np.array(stored)
         except BaseException:
             # Memory already holds the change that did not land: fall back to what is on disk.
             with contextlib.suppress(CollectionError):
-                fresh = type(self)._load(self.path, self._device)
+                fresh = type(self)._load(self.path, self._device, self._memory_map)
                 vars(self).update({k: v for k, v in vars(fresh).items() if k != "_encoder"})
             raise
 

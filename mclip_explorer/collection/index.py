@@ -164,6 +164,13 @@ class VectorIndex:
             self._labels = labels[order]
             self._dead = np.concatenate([self._dead, np.zeros(len(ids), dtype=bool)])[order]
 
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more items at once: growing step by step copies the graph."""
+        with self._lock:
+            needed = len(self._labels) + int(extra)
+            if needed > self._index.get_max_elements():
+                self._index.resize_index(needed)
+
     def mark_deleted(self, ids: np.ndarray) -> None:
         """Hide ids from every later query; already-deleted ids are ignored.
 

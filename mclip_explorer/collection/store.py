@@ -115,10 +115,14 @@ def write_lock(folder: Path) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ reading
-def load_npy(path: Path, *, what: str) -> np.ndarray:
-    """Load an array written by :func:`save_npy`; a damaged file raises :class:`CollectionError`."""
+def load_npy(path: Path, *, what: str, mmap: bool = False) -> np.ndarray:
+    """Load an array written by :func:`save_npy`; a damaged file raises :class:`CollectionError`.
+
+    With ``mmap`` the array is a read-only memory map: pages are read on use and the OS may drop
+    them again, so a store larger than RAM still opens.
+    """
     try:
-        array: np.ndarray = np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         return array
     except FileNotFoundError:
         raise CollectionError(f"collection file missing: {path}") from None

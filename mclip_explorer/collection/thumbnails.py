@@ -127,11 +127,19 @@ def item_row(items: Any, item_id: object) -> Any:
     return row
 
 
-def _image_source(collection: Any, row: Any, item_id: object) -> Path:
+def _image_source(collection: Any, row: Any, item_id: object) -> Path | bytes:
     error = row.get("error")
     if isinstance(error, str) and error:
         raise ThumbnailError(f"item {item_id} could not be decoded when it was added: {error}")
     path = row.get("path")
+    if not isinstance(path, str) and isinstance(row.get("shard"), str):
+        from mclip_explorer.collection.sources.shards import read_item_image
+        from mclip_explorer.errors import SourceError
+
+        try:  # an item of a WebDataset / parquet shard: read just its image
+            return read_item_image(row)
+        except SourceError as exc:
+            raise ThumbnailError(f"item {item_id}: {exc}") from None
     if not isinstance(path, str) or not path:
         raise ThumbnailError(f"item {item_id} has no image file")
     source = Path(path)

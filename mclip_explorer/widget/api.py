@@ -23,6 +23,7 @@ def explore(
     out: str | Path | None = None,
     *,
     progress: bool = True,
+    background: bool = False,
     **kwargs: Any,
 ) -> ExplorerWidget:
     """Show the explorer widget of a collection, building the collection first if needed.
@@ -38,6 +39,11 @@ def explore(
             thumbnails; bundled or read-only folders go to ``~/.cache/mclip-explorer``, see
             :func:`default_out`); for other sources a new temporary folder.
         progress: Show a progress bar while building.
+        background: Return the widget at once and build (or update) the collection in a
+            background process: the widget shows progress, an ETA and a Cancel button, its
+            items become searchable step by step, and the map fills in (a provisional layout
+            first, the final map at the end). Running the same call again resumes. Needs a
+            model *name* and a running kernel (the widget updates from its event loop).
         **kwargs: Widget options (``color_by``, ``k``, ``thumb_size``).
 
     Returns:
@@ -52,6 +58,8 @@ def explore(
     if isinstance(source, (str, Path)) and (Path(source).expanduser() / MANIFEST).is_file():
         return ExplorerWidget(Collection.open(Path(source).expanduser(), model=model), **kwargs)
     target = Path(out).expanduser() if out is not None else default_out(source)
+    if background:
+        return _explore_in_background(source, model, target, kwargs)
     if (target / MANIFEST).is_file():
         # Reuse: encode (and place on the existing map) only the files that are new or changed.
         coll = Collection.open(target, model=model)
@@ -85,3 +93,24 @@ def cache_home() -> Path:
 
     return user_cache_dir()
 
+
+def _explore_in_background(source: Any, model: Any, target: Path,
+                           kwargs: dict[str, Any]) -> ExplorerWidget:
+    from mclip_explorer.collection import Collection
+    from mclip_explorer.widget.background import BackgroundBuild, PendingCollection
+    from mclip_explorer.widget.explorer import ExplorerWidget
+
+    if model is not None and not isinstance(model, str):
+        raise TypeError("a background build takes the model by name (it is loaded in another "
+                        f"process), got {type(model).__name__}")
+    if (target / MANIFEST).is_file():
+        coll: Any = Collection.open(target)
+        name = model or coll.model_name
+    else:
+        name = model or DEFAULT_MODEL
+        coll = PendingCollection(name)
+    widget = ExplorerWidget(coll, **kwargs)
+    build = BackgroundBuild(source, name, target)
+    widget._follow(build)
+    build.start()
+    return widget

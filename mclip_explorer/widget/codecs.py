@@ -30,7 +30,7 @@ class WireError(MclipExplorerError, ValueError):
 def to_buffer(array: np.ndarray, dtype: str) -> memoryview:
     """A C-contiguous little-endian ``memoryview`` of ``array`` cast to ``dtype``."""
     out = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
-    return memoryview(out).cast("B")
+    return memoryview(out).cast("B") if out.size else memoryview(b"")  # (0, 2) cannot cast
 
 
 def _ids_to_json(ids: np.ndarray | None, _widget: object = None) -> memoryview:
@@ -111,16 +111,16 @@ def encode_column(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values[present].nunique() > MAX_CATEGORIES:
         return _bin_numeric(values.astype(float), present)
-    text = values.astype("string").where(present, None)
+    text = _as_text(values, present)
     counts = text.value_counts(dropna=True)
     if isinstance(values.dtype, pd.CategoricalDtype) and len(counts) <= MAX_CATEGORIES:
         # A categorical's order means something (zero-shot classes as given): keep it.
         counts = counts.reindex([c for c in map(str, values.cat.categories) if c in counts.index])
     keep = list(counts.index[: MAX_CATEGORIES - 1 if len(counts) > MAX_CATEGORIES else None])
     labels = [str(v) for v in keep]
-    lookup = {value: code for code, value in enumerate(keep)}
-    codes = np.array([lookup.get(v, -1) if p else -2
-                      for v, p in zip(text, present, strict=True)], dtype=int)
+    # Vectorised (no per-row Python: a 10M-point map recolours in seconds, not minutes).
+    codes = pd.Categorical(text, categories=keep).codes.astype(int)
+    codes[~present] = -2
     if (codes == -1).any():
         labels.append(OTHER)
         codes[codes == -1] = len(labels) - 1
@@ -128,6 +128,14 @@ def encode_column(values: pd.Series) -> tuple[np.ndarray, list[str]]:
         labels.append(MISSING)
         codes[codes == -2] = len(labels) - 1
     return codes.astype(np.uint8), labels
+
+
+def _as_text(values: pd.Series, present: np.ndarray) -> pd.Series:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        names = [str(c) for c in values.cat.categories]
+        if len(set(names)) == len(names):  # relabel the categories, not every row
+            return values.cat.rename_categories(names)
+    return values.astype("string").where(present, None)
 
 
 def _bin_numeric(values: pd.Series, present: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -21,6 +21,7 @@ import traitlets
 
 from mclip_explorer.collection import thumbnails
 from mclip_explorer.models.base import check_unicode
+from mclip_explorer.widget.background import BuildStatus
 from mclip_explorer.widget.codecs import (
     IDS_SERIALIZATION,
     WireError,
@@ -35,6 +36,7 @@ from mclip_explorer.widget.codecs import (
 )
 from mclip_explorer.widget.static_image import with_static_map
 from mclip_explorer.widget.titles import item_title
+from mclip_explorer.widget.viewport import LOD_POINTS, LOD_THRESHOLD, MapDetail
 from mclip_explorer.widget.views import AnalysisViews
 
 _BUNDLE = Path(__file__).parent.parent / "static" / "widget.js"
@@ -44,14 +46,15 @@ MAX_THUMBS = 200  # per request: a gallery shows a few dozen at most
 _log = logging.getLogger(__name__)
 
 
-class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
+class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget):
     """Map of a collection with a multilingual query box, a gallery and two-way selection.
 
     Use :func:`mclip_explorer.explore` to make one. ``selection`` is a DataFrame of the items
     lassoed on the map (live, debounced) and may be set from Python; ``highlight(ids)`` marks
     items; ``results`` holds the DataFrame of every query on the map. The analysis views
     (``color_by_zero_shot``, ``show_gap``, ``show_lanes``, ``show_duplicates``, ``show_hubs``)
-    come from :class:`~mclip_explorer.widget.views.AnalysisViews`.
+    come from :class:`~mclip_explorer.widget.views.AnalysisViews`; maps above ``lod_threshold``
+    points are drawn with a level of detail (:class:`~mclip_explorer.widget.viewport.MapDetail`).
     """
 
     # anywidget reads the file when the class is made; without a build, __init__ says what to do.
@@ -86,7 +89,8 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     """DataFrame of the selected items' rows of ``collection.items`` (not synced: built here)."""
 
     def __init__(self, collection: Any, *, color_by: str | None = None, k: int = 10,
-                 thumb_size: int = 96, **kwargs: Any) -> None:
+                 thumb_size: int = 96, lod_threshold: int = LOD_THRESHOLD,
+                 lod_points: int = LOD_POINTS, **kwargs: Any) -> None:
         """Build the widget state of a collection.
 
         Args:
@@ -95,6 +99,10 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
                 user metadata column, else ``"kind"``).
             k: Nearest images per query (1-100).
             thumb_size: Gallery thumbnail size in pixels (16-512).
+            lod_threshold: Above this many points the map shows a density overview plus a
+                sample, and fetches the points of the viewport on zoom and pan.
+            lod_points: Most points drawn at once in that mode (query hits, highlights and a
+                bounded part of the selection come on top).
             **kwargs: Passed on to ``anywidget.AnyWidget``.
         """
         if not _BUNDLE.is_file():
@@ -105,28 +113,18 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         thumbnails.check_size(thumb_size)
-        self.collection = collection
         self.results: dict[str, pd.DataFrame] = {}
         self.last_error: str = ""
-        # One snapshot: Collection.items copies the table on every access, and the map shown
-        # is this state anyway (items added later need a new widget).
-        self._items = items = collection.items
-        self._map_coords = coords = np.asarray(collection.coords, dtype=np.float32)
-        alive = np.isfinite(coords).all(axis=1)
-        if "deleted" in items.columns:
-            alive &= ~items["deleted"].to_numpy(dtype=bool)
-        self._point_ids = np.flatnonzero(alive)
+        self._lod_settings = (lod_threshold, lod_points)
         self._init_views()
+        state = self._snapshot(collection)
+        items = self._items
         columns = colour_columns(items)
         chosen = color_by if color_by is not None else _default_colour(items, columns)
         if chosen not in columns:
             raise ValueError(f"color_by={chosen!r} is not a column; choose from {columns}")
         super().__init__(
-            _coords=to_buffer(coords[alive], "float32"),
-            _ids=to_buffer(self._point_ids, "uint32"),
-            _kinds=to_buffer((items["kind"].to_numpy()[alive] == "text"), "uint8"),
-            n_items=len(items),
-            model_name=str(getattr(collection, "model_name", "")),
+            **state,
             color_columns=columns,
             color_by=chosen,
             k=k,
@@ -136,6 +134,44 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
         )
         self._recolour(chosen)
         self.on_msg(self._on_msg)
+
+    def _snapshot(self, collection: Any) -> dict[str, Any]:
+        """Take a collection's map state; returns the trait values the page gets for it."""
+        self.collection = collection
+        # One snapshot: Collection.items copies the table on every access, and the map shown
+        # is this state anyway (items added later need a new widget, or a _reload).
+        self._items = items = collection.items
+        self._map_coords = coords = np.asarray(collection.coords, dtype=np.float32)
+        alive = np.isfinite(coords).all(axis=1)
+        if "deleted" in items.columns:
+            alive &= ~items["deleted"].to_numpy(dtype=bool)
+        self._point_ids = np.flatnonzero(alive)
+        self._gap = None
+        self._init_detail(*self._lod_settings)
+        shown = self._initial_points()  # rows of the points: all, or the overview's sample
+        rows = self._point_ids[shown]
+        return {"_coords": to_buffer(coords[rows], "float32"), "_ids": to_buffer(rows, "uint32"),
+                "_kinds": to_buffer(self._point_is_text[shown], "uint8"),
+                "_lod": self._lod_state, "n_items": len(items),
+                "model_name": str(getattr(collection, "model_name", ""))}
+
+    def _reload(self, collection: Any) -> None:
+        """Show another state of the collection (a background build's new step) in place."""
+        state = self._snapshot(collection)
+        columns = colour_columns(self._items)
+        chosen = self.color_by
+        if chosen not in columns or (chosen == "kind" and len(self.color_columns) <= 1):
+            # Gone, or only the default of an empty start: pick as a new widget would.
+            chosen = _default_colour(self._items, columns)
+        with self.hold_sync():  # one message: the page redraws once
+            for name, value in state.items():
+                setattr(self, name, value)
+            self.color_columns = columns
+            self.map_view = "map"
+            if chosen == self.color_by:
+                self._recolour(chosen)
+            else:
+                self.color_by = chosen
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live widget, plus a PNG of the map for saved notebooks (see static_image)."""
@@ -180,10 +216,14 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
     def _recolour(self, column: str) -> None:
         values, opacity = self._colour_source(column)
         codes, labels = encode_column(values)
+        alpha = (np.empty(0, np.float32) if opacity is None
+                 else np.nan_to_num(opacity, nan=0.8).astype(np.float32))
+        self._colours = (codes, alpha)  # per item: viewport replies pick their points' values
+        shown = self._point_ids[self._shown]
         with self.hold_sync():  # one message: the front end redraws once, with all three
             self._color_labels = labels
-            self._color_opacity = self._opacity_buffer(opacity)
-            self._color_codes = to_buffer(codes[self._point_ids], "uint8")
+            self._color_opacity = to_buffer(alpha[shown] if len(alpha) else alpha, "float32")
+            self._color_codes = to_buffer(codes[shown], "uint8")
 
     # ------------------------------------------------------------------- front-end requests
     def _on_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
@@ -191,7 +231,8 @@ class ExplorerWidget(AnalysisViews, anywidget.AnyWidget):
             return  # not one of our requests (e.g. anywidget's own messages)
         rid = content["rid"]
         handlers = {"search": self._search, "thumbs": self._thumbs, "item": self._item,
-                    "forget": self._forget}
+                    "forget": self._forget, "viewport": self._viewport, "select": self._select,
+                    "cancel_build": self._cancel_build}
         op = content.get("op")
         try:
             if op not in handlers:

@@ -18,6 +18,7 @@ from mclip_explorer.interop.png import map_png
 from mclip_explorer.widget.codecs import encode_column
 
 PNG = "image/png"
+MAX_PICTURE_POINTS = 1_000_000
 _log = logging.getLogger(__name__)
 
 
@@ -36,8 +37,16 @@ def with_static_map(bundle: Any, widget: Any) -> Any:
 
 
 def map_picture(widget: Any) -> bytes:
-    """PNG of the points the widget shows, coloured by its current ``color_by`` column."""
+    """PNG of the points the widget shows, coloured by its current ``color_by`` column.
+
+    Above ``MAX_PICTURE_POINTS`` an even stride of them is drawn: a picture a few hundred pixels
+    wide looks the same, and a 10M-point map is displayed seconds sooner.
+    """
     ids = np.asarray(widget._point_ids)
-    values, _ = widget._colour_source(widget.color_by)
-    codes, _ = encode_column(values)
+    if len(ids) > MAX_PICTURE_POINTS:
+        ids = ids[::-(-len(ids) // MAX_PICTURE_POINTS)]
+    codes = getattr(widget, "_colours", (np.empty(0),))[0]  # the widget's own, per item
+    if len(codes) != len(widget._items):
+        values, _ = widget._colour_source(widget.color_by)
+        codes, _ = encode_column(values)
     return map_png(np.asarray(widget._map_coords)[ids], np.asarray(codes)[ids])

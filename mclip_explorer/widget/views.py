@@ -65,6 +65,7 @@ class AnalysisViews(traitlets.HasTraits):
         color_by: str
         color_columns: list[str]
         highlighted_ids: np.ndarray
+        lod_active: bool
 
         def _title(self, item_id: int) -> str: ...
         def _show_error(self, message: str) -> None: ...
@@ -143,11 +144,6 @@ class AnalysisViews(traitlets.HasTraits):
             raise ValueError(f"cannot colour by {column!r}: no such column in the collection")
         return self._items[column], None
 
-    def _opacity_buffer(self, alpha: np.ndarray | None) -> memoryview:
-        if alpha is None:
-            return to_buffer(np.empty(0), "float32")
-        return to_buffer(np.nan_to_num(alpha[self._point_ids], nan=0.8), "float32")
-
     def _by_id(self, values: Any, what: str) -> pd.Series:
         n = len(self._items)
         if isinstance(values, pd.Series):
@@ -185,8 +181,10 @@ class AnalysisViews(traitlets.HasTraits):
         if self._gap is None:
             gap = analysis.modality_gap(self.collection)
             both = np.concatenate([gap.coords(corrected=False), gap.coords(corrected=True)], axis=1)
-            # Sent once; later toggles only change map_view.
-            self._gap_coords = to_buffer(both[self._point_ids], "float32")
+            # Sent once; later toggles only change map_view. A level-of-detail map fetches
+            # the layout's points by viewport instead.
+            if not self.lod_active:
+                self._gap_coords = to_buffer(both[self._point_ids], "float32")
             self._gap = gap
         return self._gap
 
