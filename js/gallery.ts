@@ -109,7 +109,13 @@ export class Gallery {
     const remove = node("button", "mx-remove", "×");
     remove.title = "Remove this query from the map";
     remove.addEventListener("click", () => this.handlers.onRemove(q.qid));
-    head.append(swatch, label, remove);
+    head.append(swatch, label);
+    if (q.language) {
+      const lang = node("span", "mx-lang", q.language);
+      lang.title = "Language the model read the query in (detected; lang= overrides)";
+      head.append(lang);
+    }
+    head.append(remove);
     const cards = node("div", "mx-cards");
     q.ids.forEach((id, i) => {
       const card = node("button", "mx-card");
@@ -126,7 +132,8 @@ export class Gallery {
       }
       const meta = node("div", "mx-meta");
       meta.append(node("span", "mx-rank", `#${i + 1}`),
-        node("span", "mx-score", q.scores[i].toFixed(3)));
+        node("span", "mx-score", q.scoreKind === "sigmoid"
+          ? `${(q.scores[i] * 100).toFixed(1)}%` : q.scores[i].toFixed(3)));
       const title = node("div", "mx-title");
       setTitle(title, q.titles[i] ?? "");
       title.dir = "auto";

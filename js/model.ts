@@ -16,6 +16,8 @@ export interface Model {
   selected_ids: DataView; // uint32
   highlighted_ids: DataView; // uint32
   error: string;
+  query_lang: string; // language of text queries for NLLB-CLIP; "" detects it
+  last_query_language: string;
   map_view: MapView;
   _gap_coords: DataView | null; // float32, N x 4: raw x, y, gap-corrected x, y of point i
   _lanes: LanesState | Record<string, never>; // {} when no lanes are shown

@@ -11,6 +11,8 @@ export interface QueryResult {
   xy: Float32Array; // neighbours' map positions, interleaved
   titles: string[];
   colour: string;
+  language?: string; // the query language the model was given (NLLB-CLIP), detected or set
+  scoreKind?: string; // "sigmoid": scores are the model's match probabilities (SigLIP)
 }
 
 export const QUERY_COLOURS = [

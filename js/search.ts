@@ -27,6 +27,8 @@ export async function search(rpc: Rpc, query: Query, k: number, thumbs: number):
     scores: toFloat32(scores),
     xy: toFloat32(xy),
     titles: (c.titles as string[]) ?? [],
+    language: typeof c.language === "string" && c.language ? c.language : undefined,
+    scoreKind: typeof c.score_kind === "string" ? c.score_kind : undefined,
   };
   return { result, thumbs: images };
 }

@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 def test_the_notebooks_are_there():
     names = {path.name for path in NOTEBOOKS}
     assert {"01-quickstart.ipynb", "02-cross-lingual-teaching.ipynb",
-            "03-dataset-audit.ipynb"} <= names
+            "03-dataset-audit.ipynb", "04-compare-models.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

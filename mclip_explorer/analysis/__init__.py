@@ -8,6 +8,7 @@ collection. Search here is exact, so the views measure the model, never the inde
 
 from __future__ import annotations
 
+from mclip_explorer.analysis.compare import ModelComparison, compare_models
 from mclip_explorer.analysis.duplicates import duplicates_from_vectors, near_duplicates
 from mclip_explorer.analysis.gap import ModalityGap, gap_from_vectors, modality_gap
 from mclip_explorer.analysis.hubness import Hubness, hubness, hubness_from_vectors
@@ -20,9 +21,11 @@ __all__ = [
     "Hubness",
     "LanguageLanes",
     "ModalityGap",
+    "ModelComparison",
     "RetrievalAudit",
     "audit_from_vectors",
     "classify",
+    "compare_models",
     "duplicates_from_vectors",
     "gap_from_vectors",
     "hubness",

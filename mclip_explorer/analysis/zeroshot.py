@@ -7,7 +7,7 @@ multilingual, one class may be named in several languages at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,19 +39,24 @@ def zero_shot(
         template: A format string with one ``{}`` (``"a photo of a {}"``), or several whose
             embeddings are averaged; the template should be in the labels' language.
         kind: Which items to classify: ``"image"`` (default) or ``"text"``.
-        temperature: Softmax temperature over the cosines.
+        temperature: Softmax temperature over the cosines (models scored by softmax).
 
     Returns:
         One row per classified item: ``id``, ``label`` (the winning class), ``confidence`` (its
-        softmax probability), ``score`` (its cosine) and ``margin`` (cosine lead over the
-        runner-up). ``frame.set_index("id")["label"]`` is a column the map can colour by.
+        probability), ``score`` (its cosine) and ``margin`` (cosine lead over the runner-up).
+        For SigLIP models (``encoder.score_kind == "sigmoid"``) the confidence is the model's
+        own sigmoid probability that the image matches the label, independent per label, as
+        SigLIP was trained; for the others it is the softmax over the labels.
+        ``frame.set_index("id")["label"]`` is a column the map can colour by.
     """
     check_kind(kind)
     names, prompts, owner = expand_labels(labels, template)
     ids, vectors = item_vectors(coll, kind)
     prompt_vectors = encode_texts(coll, prompts)
     class_vectors = class_embeddings(prompt_vectors, owner, len(names))
-    return classify(ids, vectors, class_vectors, names, temperature=temperature)
+    encoder = coll.encoder
+    scorer = encoder.score if getattr(encoder, "score_kind", "cosine") == "sigmoid" else None
+    return classify(ids, vectors, class_vectors, names, temperature=temperature, scorer=scorer)
 
 
 def expand_labels(
@@ -109,6 +114,7 @@ def classify(
     names: list[str],
     *,
     temperature: float = DEFAULT_TEMPERATURE,
+    scorer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The array-level core of :func:`zero_shot`: nearest class per row with a softmax.
 
@@ -118,6 +124,8 @@ def classify(
         class_vectors: ``(n_classes, dim)`` class embeddings.
         names: Class names, in the order of ``class_vectors``.
         temperature: Softmax temperature over the cosines.
+        scorer: The model's own cosine -> probability map (SigLIP's sigmoid,
+            :meth:`Encoder.score`); when given, it gives the confidence instead of the softmax.
 
     Returns:
         ``id``, ``label``, ``confidence``, ``score``, ``margin`` per row.
@@ -140,6 +148,8 @@ def classify(
     order = np.argsort(-cosines, axis=1, kind="stable")
     best, second = order[:, 0], order[:, 1]
     rows = np.arange(len(items))
+    if scorer is not None:
+        probs[rows, best] = np.asarray(scorer(cosines[rows, best]), dtype=np.float64)
     return pd.DataFrame(
         {
             "id": ids,

@@ -200,7 +200,7 @@ class Collection(CollectionState):
                                      vector_of_id=self._vector_of_id, dim=self.dim)
 
     def search(self, query: Any, k: int = 10, *, ef: int | None = None, where: Any = None,
-               kind: str = "image") -> pd.DataFrame:
+               kind: str = "image", lang: str | None = None) -> pd.DataFrame:
         """Find the ``k`` items of ``kind`` closest to the query.
 
         Args:
@@ -211,16 +211,22 @@ class Collection(CollectionState):
             ef: hnswlib search breadth (default: the manifest's).
             where: Metadata filter (see :func:`mclip_explorer.collection.search.where_mask`).
             kind: ``"image"`` or ``"text"`` items.
+            lang: The text queries' language for models that need it (NLLB-CLIP), ISO 639-1 or
+                FLORES-200; default: detected per query.
 
         Returns:
-            Columns ``(query,) rank, id, path, score, x, y`` then metadata, best first.
+            Columns ``(query,) rank, id, path, score, x, y`` then metadata, best first. Text
+            queries add ``probability`` on SigLIP models and ``query_lang`` on NLLB-CLIP (see
+            :func:`mclip_explorer.collection.search.add_model_scores`).
         """
         index = self._index(kind)
         batch = search.is_batch(query)
         queries = list(query) if batch else [query]
         if not queries:
             raise ValueError("empty list of queries")
-        vectors = self.encode_query(queries)
+        kinds = [search.classify(q) for q in queries]
+        vectors = search.encode_queries(queries, kinds, encoder=lambda: self.encoder,
+                                        vector_of_id=self._vector_of_id, dim=self.dim, lang=lang)
         allowed = None
         if where is not None:
             live = self._live_ids(kind)
@@ -229,11 +235,15 @@ class Collection(CollectionState):
         # graph search (see VectorIndex.query).
         ids, scores = index.query(vectors, k, ef=ef, allowed_ids=allowed,
                                   vectors_by_id=self._embeddings)
-        labels = [search.label(q, search.classify(q), i) for i, q in enumerate(queries)]
+        labels = [search.label(q, c, i) for i, (q, c) in enumerate(zip(queries, kinds,
+                                                                       strict=True))]
         if kind not in self._hits:
             self._hits[kind] = search.HitColumns(self._items, kind)
-        return search.result_frame(self._hits[kind], self._coords, ids, scores,
-                                   labels if batch else None)
+        frame = search.result_frame(self._hits[kind], self._coords, ids, scores,
+                                    labels if batch else None)
+        if "text" in kinds:
+            search.add_model_scores(frame, ids, queries, kinds, self.encoder, lang, kind)
+        return frame
 
     def neighbours(self, vectors: np.ndarray, k: int = 10, *, ef: int | None = None,
                    kind: str = "image") -> tuple[np.ndarray, np.ndarray]:

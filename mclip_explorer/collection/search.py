@@ -74,15 +74,20 @@ def encode_queries(
     encoder: Callable[[], Encoder],
     vector_of_id: Callable[[int], np.ndarray],
     dim: int,
+    lang: str | None = None,
 ) -> np.ndarray:
-    """Encode a batch of classified queries into ``(n, dim)`` unit float32 rows."""
+    """Encode a batch of classified queries into ``(n, dim)`` unit float32 rows.
+
+    ``lang`` names the text queries' language for models that need it (NLLB-CLIP); ``None``
+    detects it per text.
+    """
     out = np.empty((len(queries), dim), dtype=np.float32)
     texts = [i for i, kind in enumerate(kinds) if kind == "text"]
     images = [i for i, kind in enumerate(kinds) if kind == "image"]
     if texts:
         for i in texts:
             check_unicode(queries[i], "the query" if len(queries) == 1 else f"query {i}")
-        out[texts] = encoder().encode_text([queries[i] for i in texts])
+        out[texts] = encoder().encode_text([queries[i] for i in texts], lang=lang)
     if images:
         inputs = [str(Path(queries[i]).expanduser()) if isinstance(queries[i], (str, Path))
                   else queries[i] for i in images]
@@ -227,3 +232,27 @@ def result_frame(
         arrays, columns=pd.Index(names), index=pd.RangeIndex(len(hit_ids)),
         verify_integrity=False)
     return frame
+
+
+def add_model_scores(frame: pd.DataFrame, ids: np.ndarray, queries: list[Any], kinds: list[str],
+                     encoder: Encoder, lang: str | None, kind: str) -> None:
+    """Add what the model itself says about text-query hits, in place.
+
+    * ``probability`` (SigLIP models, image hits): the model's sigmoid probability that the
+      image matches the text (:meth:`Encoder.score`); ``score`` stays the cosine.
+    * ``query_lang`` (models that need the language, NLLB-CLIP): the FLORES-200 code the query
+      was tokenized with, detected or given as ``lang``.
+    """
+    query_rows = np.nonzero(ids >= 0)[0]
+    text = np.array([kinds[q] == "text" for q in query_rows], dtype=bool)
+    after_score = list(frame.columns).index("score") + 1
+    if encoder.score_kind == "sigmoid" and kind == "image":
+        probability = np.full(len(frame), np.nan, dtype=np.float32)
+        probability[text] = encoder.score(frame["score"].to_numpy()[text])
+        frame.insert(after_score, "probability", probability)
+    if encoder.needs_language:
+        positions = [i for i, k in enumerate(kinds) if k == "text"]
+        found = dict(zip(positions, encoder.text_languages([queries[i] for i in positions], lang),
+                         strict=True))
+        frame.insert(after_score, "query_lang",
+                     [found.get(int(q)) for q in query_rows])

@@ -23,7 +23,7 @@ PATH_KEYS = ("text", "image", "head")
 
 
 def available_models() -> pd.DataFrame:
-    """One row per registry model: name, dim, languages, towers, where its weights come from."""
+    """One row per registry model: name, dim, languages, towers, weights' source and licence."""
     import pandas as pd
 
     rows = [
@@ -37,6 +37,7 @@ def available_models() -> pd.DataFrame:
             "image_size": spec.image_size,
             "head_file": spec.head_file or "",
             "weights": spec.source,
+            "licence": spec.licence,
         }
         for spec in REGISTRY.values()
     ]

@@ -1,7 +1,10 @@
-"""AltCLIP (``BAAI/AltCLIP-m9``, ``BAAI/AltCLIP``): transformers ``AltCLIPModel`` + its processor.
+"""transformers dual encoders whose towers share one checkpoint and one processor.
 
-Both towers live in one checkpoint. Texts are truncated at 77 tokens, FlagAI's ``max_length``
-(the tokenizer itself would allow 512, but the model was trained and evaluated at 77).
+* AltCLIP (``BAAI/AltCLIP-m9``, ``BAAI/AltCLIP``): ``AltCLIPModel``. Texts are truncated at 77
+  tokens, FlagAI's ``max_length`` (the tokenizer itself would allow 512, but the model was
+  trained and evaluated at 77).
+* MetaCLIP 2 worldwide (``facebook/metaclip-2-worldwide-*``): ``MetaClip2Model`` with its
+  ``CLIPProcessor`` (XLM-V tokenizer, CLIP image preprocessing), 77 tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class AltClipEncoder(TorchEncoder):
-    """AltCLIP's XLM-R text tower and CLIP ViT-L/14 image tower."""
+    """A transformers CLIP-like model: ``get_text_features`` / ``get_image_features``."""
 
     def __init__(self, spec: ModelSpec, model: Any, processor: Any, *, device: str | None,
                  dtype: Any) -> None:
@@ -59,11 +62,36 @@ def load(
     from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor
 
     del head  # load_model refuses head= for models without a head file
+    return _load_dual(spec, AltCLIPConfig, AltCLIPModel, AltCLIPProcessor, device=device,
+                      dtype=dtype, weights_dir=weights_dir, text=text, image=image)
+
+
+def load_metaclip2(
+    spec: ModelSpec,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    weights_dir: str | Path | None = None,
+    text: str | Path | None = None,
+    image: str | Path | None = None,
+    head: str | Path | None = None,
+) -> AltClipEncoder:
+    """Load a MetaCLIP 2 model; ``text=`` or ``image=`` may name its local folder."""
+    from transformers import AutoProcessor, MetaClip2Config, MetaClip2Model
+
+    del head  # load_model refuses head= for models without a head file
+    return _load_dual(spec, MetaClip2Config, MetaClip2Model, AutoProcessor, device=device,
+                      dtype=dtype, weights_dir=weights_dir, text=text, image=image)
+
+
+def _load_dual(spec: ModelSpec, config_class: Any, model_class: Any, processor_class: Any, *,
+               device: str | None, dtype: Any, weights_dir: str | Path | None,
+               text: str | Path | None, image: str | Path | None) -> AltClipEncoder:
     if text is not None and image is not None and Path(text) != Path(image):
         raise TypeError(f"{spec.name} keeps both towers in one checkpoint: pass its folder once")
     folder = local_repo(spec.text_repo, image if image is not None else text, weights_dir)
     # Check the config before reading weights: a wrong model fails on what makes it wrong.
-    config = AltCLIPConfig.from_pretrained(folder).to_dict()
+    config = config_class.from_pretrained(folder).to_dict()
     dim, size = config.get("projection_dim"), config.get("vision_config", {}).get("image_size")
     wrong = []
     if dim != spec.dim:
@@ -72,6 +100,8 @@ def load(
         wrong.append(f"image size {size} (expected {spec.image_size})")
     if wrong:
         raise PairingError(f"{spec.name}: {folder} holds another model: " + "; ".join(wrong))
-    model = AltCLIPModel.from_pretrained(folder)
-    processor = AltCLIPProcessor.from_pretrained(folder)
-    return AltClipEncoder(spec, model, processor, device=device, dtype=dtype)
+    model = model_class.from_pretrained(folder)
+    processor = processor_class.from_pretrained(folder)
+    encoder = AltClipEncoder(spec, model, processor, device=device, dtype=dtype)
+    encoder.logit_scale = float(model.logit_scale.exp().item())
+    return encoder

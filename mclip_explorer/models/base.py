@@ -45,6 +45,10 @@ class Encoder(abc.ABC):
         languages: ISO 639-1 codes the text tower was trained on (empty if unknown).
         image_size: Side in pixels of the square the image tower sees.
         text_max_tokens: Token limit of the text tower; longer texts are truncated with a warning.
+        needs_language: Whether the text tower needs each text's language (NLLB-CLIP);
+            :meth:`encode_text` then detects it offline unless ``lang=`` names it.
+        logit_scale: The model's learned scale of image-text cosines, where it has one.
+        logit_bias: SigLIP's learned bias; when set, :meth:`score` gives sigmoid probabilities.
     """
 
     name: str
@@ -52,10 +56,18 @@ class Encoder(abc.ABC):
     languages: tuple[str, ...] = ()
     image_size: int
     text_max_tokens: int
+    needs_language: bool = False
+    logit_scale: float | None = None
+    logit_bias: float | None = None
 
     # ----------------------------------------------------------------------------------- text
     def encode_text(
-        self, texts: str | Sequence[str], *, batch_size: int = 32, progress: bool = False
+        self,
+        texts: str | Sequence[str],
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        lang: str | Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Embed texts in any language.
 
@@ -64,6 +76,9 @@ class Encoder(abc.ABC):
                 encoded as the empty text (the tower's embedding of its special tokens alone).
             batch_size: Texts per forward pass; batches are formed from length-sorted texts.
             progress: Show a progress bar.
+            lang: For models that need it (:attr:`needs_language`): the texts' language, one
+                code for all or one per text (``None`` entries are detected); ISO 639-1
+                (``"de"``) or FLORES-200 (``"deu_Latn"``). Other models ignore it.
 
         Returns:
             ``(n, dim)`` float32, each row L2-normalised.
@@ -75,19 +90,69 @@ class Encoder(abc.ABC):
             check_unicode(text, f"texts[{position}]")
         _check_batch_size(batch_size)
         cleaned = ["" if not text.strip() else text for text in items]
+        languages = self.text_languages(cleaned, lang)
         out = np.empty((len(cleaned), self.dim), dtype=np.float32)
         # Longest first, as sentence-transformers does: padding waste is smallest and an
-        # out-of-memory error shows on the first batch rather than the last.
-        order = sorted(range(len(cleaned)), key=lambda i: -len(cleaned[i]))
-        for start in _progress(range(0, len(order), batch_size), progress, "texts", batch_size):
-            chunk = order[start : start + batch_size]
-            raw = self._encode_text_batch([cleaned[i] for i in chunk])
+        # out-of-memory error shows on the first batch rather than the last. A batch holds
+        # one language, as the tokenizer's language tag is set per batch.
+        order = sorted(range(len(cleaned)), key=lambda i: (languages[i] or "", -len(cleaned[i])))
+        chunks: list[list[int]] = []
+        for i in order:
+            if chunks and len(chunks[-1]) < batch_size and languages[chunks[-1][0]] == languages[i]:
+                chunks[-1].append(i)
+            else:
+                chunks.append([i])
+        for index in _progress(range(len(chunks)), progress, "texts", batch_size):
+            chunk = chunks[index]
+            language = languages[chunk[0]]
+            batch = [cleaned[i] for i in chunk]
+            raw = (self._encode_text_batch(batch) if language is None
+                   else self._encode_text_batch_in(batch, language))
             out[chunk] = normalize(raw)
         return out
+
+    def text_languages(
+        self, texts: Sequence[str], lang: str | Sequence[str | None] | None = None
+    ) -> list[str | None]:
+        """The language code the text tower gets for each text (``None``: it takes none).
+
+        For models with :attr:`needs_language`, a FLORES-200 code from ``lang`` or, where
+        that is ``None``, detected offline (see :mod:`mclip_explorer.models.langid`).
+        """
+        if not self.needs_language:
+            return [None] * len(texts)
+        from mclip_explorer.models.langid import query_flores
+
+        given = [lang] * len(texts) if lang is None or isinstance(lang, str) else list(lang)
+        if len(given) != len(texts):
+            raise ValueError(f"lang has {len(given)} entries for {len(texts)} texts")
+        return [query_flores(text, code) for text, code in zip(texts, given, strict=True)]
+
+    def score(self, similarity: np.ndarray | float) -> np.ndarray:
+        """The model's own image-text score of cosine similarities.
+
+        SigLIP models (``logit_bias`` set) give ``sigmoid(logit_scale * cos + logit_bias)``,
+        the probability that the pair matches; other models give the cosine unchanged.
+        """
+        sims = np.asarray(similarity, dtype=np.float32)
+        if self.logit_bias is None or self.logit_scale is None:
+            return sims
+        logits = self.logit_scale * sims.astype(np.float64) + self.logit_bias
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    @property
+    def score_kind(self) -> str:
+        """``"sigmoid"`` when :meth:`score` gives probabilities, else ``"cosine"``."""
+        return "sigmoid" if self.logit_bias is not None else "cosine"
 
     @abc.abstractmethod
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         """Return raw (unnormalised) ``(len(texts), dim)`` vectors for one batch."""
+
+    def _encode_text_batch_in(self, texts: list[str], language: str) -> np.ndarray:
+        """Like ``_encode_text_batch`` for texts of one ``language`` (models that need it)."""
+        del language
+        return self._encode_text_batch(texts)
 
     # --------------------------------------------------------------------------------- images
     def encode_images(

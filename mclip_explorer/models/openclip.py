@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mclip_explorer.errors import PairingError, UnknownModelError, WeightsNotFoundError
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.torch_base import (
@@ -258,6 +260,17 @@ class OpenClipEncoder(TorchEncoder):
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.image_transform = image_transform(spec)
+        self.logit_scale = float(model.logit_scale.exp().item())
+        bias = getattr(model, "logit_bias", None)
+        self.logit_bias = None if bias is None else float(bias.item())
+        # NLLB's tokenizer opens every text with a language tag (src_lang).
+        self.needs_language = hasattr(getattr(tokenizer, "tokenizer", None), "src_lang")
+
+    def _encode_text_batch_in(self, texts: list[str], language: str) -> np.ndarray:
+        # open_clip's HFTokenizer.set_language calls set_src_lang_special_tokens, which no
+        # longer changes the tag under transformers 5; the src_lang setter does.
+        self.tokenizer.tokenizer.src_lang = language
+        return self._encode_text_batch(texts)
 
     def _forward_text(self, texts: list[str]) -> torch.Tensor:
         warn_truncated(texts, self.text_max_tokens, self.name,
@@ -305,7 +318,10 @@ def load(
     override = image if image is not None else text
     model = _create_checked(spec, override, weights_dir)
     where = _locate(spec.image_repo, override, weights_dir)
-    text_cfg = open_clip.get_model_config(spec.image_arch).get("text_cfg", {})
+    # The folder's own config says how to tokenize (SigLIP 2: canonicalising clean-up, Gemma).
+    model_cfg = (_read_config(where)["model_cfg"] if where.is_dir()
+                 else open_clip.get_model_config(spec.image_arch))
+    text_cfg = model_cfg.get("text_cfg", {})
     context = text_cfg.get("context_length", 77)
     hf_name = text_cfg.get("hf_tokenizer_name")
     if hf_name:
@@ -315,7 +331,9 @@ def load(
             source = str(where)
         else:
             source = resolve_repo(hf_name, None, weights_dir)
-        tokenizer = HFTokenizer(source, context_length=context)
+        tokenizer = HFTokenizer(source, context_length=context,
+                                tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                                **text_cfg.get("tokenizer_kwargs", {}))
     else:
         tokenizer = open_clip.get_tokenizer(spec.image_arch)
     return OpenClipEncoder(spec, model, tokenizer, device=device, dtype=dtype)

@@ -27,6 +27,20 @@ MCLIP_2022_LANGUAGES = (
     "ru sr sl es sw sv tl te tr tk uk ur ug uz vi xh"
 ).split()
 
+# XLM-R's CC-100 languages (Conneau et al. 2020, table 6), romanised variants left out.
+XLMR_LANGUAGES = (
+    "af am ar as az be bg bn br bs ca cs cy da de el en eo es et eu fa fi fr fy ga gd gl gu ha he "
+    "hi hr hu hy id is it ja jv ka kk km kn ko ku ky la lo lt lv mg mk ml mn mr ms my ne nl no om "
+    "or pa pl ps pt ro ru sa sd si sk sl so sq sr su sv sw ta te th tl tr ug uk ur uz vi xh yi zh"
+).split()
+
+# Crossmodal-3600's 36 languages (its own codes): the languages MetaCLIP 2 and SigLIP 2 report
+# per-language results on. Both were trained on far more; their cards list no codes.
+XM3600_LANGUAGES = (
+    "ar bn cs da de el en es fa fi fil fr he hi hr hu id it ja ko mi nl no pl pt quz ro ru sv sw "
+    "te th tr uk vi zh"
+).split()
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -48,6 +62,8 @@ class ModelSpec:
             the reference package ``multilingual_clip`` names it.
         head_aliases: Other file names accepted for the head (spellings we used before).
         source: Where users obtain the weights.
+        notes: Caveats shown in the docs.
+        licence: Licence of the weights, from the model card.
     """
 
     name: str
@@ -64,6 +80,7 @@ class ModelSpec:
     head_aliases: tuple[str, ...] = ()
     source: str = ""
     notes: str = field(default="", compare=False)
+    licence: str = field(default="", compare=False)
 
     @property
     def image_tower(self) -> str:
@@ -79,6 +96,77 @@ def _spec(**kwargs: object) -> ModelSpec:
 
 
 _HUB = "Hugging Face Hub"
+
+
+def _open_clip(name: str, arch: str, tag: str, repo: str, dim: int, size: int, tokens: int,
+               languages: tuple[str, ...] | list[str], licence: str, notes: str = "") -> ModelSpec:
+    """A whole open_clip model (both towers in one hub repo in open_clip's layout)."""
+    return _spec(name=name, family="open_clip", dim=dim, languages=languages, text_repo=repo,
+                 image_repo=repo, image_arch=arch, image_pretrained=tag, image_size=size,
+                 text_max_tokens=tokens, source=f"{_HUB} ({repo}, open_clip layout)",
+                 licence=licence, notes=notes)
+
+
+def _metaclip2(size: str, dim: int, image_size: int) -> ModelSpec:
+    repo = f"facebook/metaclip-2-worldwide-{size}"
+    return _spec(name=f"metaclip-2-worldwide-{size}", family="metaclip2", dim=dim,
+                 languages=XM3600_LANGUAGES,
+                 text_repo=repo, image_repo=repo, image_arch=None, image_pretrained=None,
+                 image_size=image_size, text_max_tokens=77, source=_HUB,
+                 licence="CC-BY-NC-4.0 (MetaCLIP release licence)",
+                 notes="Trained on 300+ languages (worldwide web alt-texts); languages listed: "
+                       "Crossmodal-3600's 36, which the paper reports. XLM-V tokenizer (901,629 "
+                       "pieces).")
+
+
+_SIGLIP2 = ("SigLIP 2 (WebLI, multilingual; languages listed: Crossmodal-3600's 36, which the "
+            "paper reports). Scores are sigmoid probabilities. Gemma tokenizer; texts padded to "
+            "64 tokens.")
+_NLLB = ("Needs the query's language (FLORES-200 code): detected offline per text, or lang=. "
+         "Languages: the NLLB-200 languages the offline detector can name.")
+
+
+def _nllb_languages() -> tuple[str, ...]:
+    from mclip_explorer.models.langid import FLORES_CODES
+
+    return tuple(FLORES_CODES)
+
+
+_NEW_ENTRIES = [
+    *[_metaclip2(size, dim, px) for size, dim, px in (
+        ("s16", 384, 224), ("m16", 512, 224), ("b32", 512, 224), ("b16", 512, 224),
+        ("l14", 768, 224), ("huge-quickgelu", 1024, 224), ("huge-378", 1024, 378),
+        ("giant", 1280, 224), ("giant-378", 1280, 378))],
+    *[_open_clip(f"SigLIP2-{short}", f"ViT-{arch}-SigLIP2{px_tag}", "webli",
+                 f"timm/ViT-{arch}-SigLIP2{px_tag}", dim, px, 64, XM3600_LANGUAGES, "Apache-2.0",
+                 _SIGLIP2)
+      for short, arch, px_tag, dim, px in (
+          ("B-32-256", "B-32", "-256", 768, 256), ("B-16-256", "B-16", "-256", 768, 256),
+          ("B-16-384", "B-16", "-384", 768, 384),
+          ("L-16-256", "L-16", "-256", 1024, 256), ("SO400M-14", "SO400M-14", "", 1152, 224),
+          ("SO400M-16-384", "SO400M-16", "-384", 1152, 384),
+          ("gopt-16-384", "gopt-16", "-384", 1536, 384))],
+    *[_open_clip(name, arch, tag, repo, dim, px, 77, _nllb_languages(),
+                 "CC-BY-NC-4.0" if tag == "v1" else
+                 "MIT on the model card; the NLLB-200 base is CC-BY-NC-4.0", _NLLB)
+      for name, arch, tag, repo, dim, px in (
+          ("nllb-clip-base", "nllb-clip-base", "v1", "visheratin/nllb-clip-base-oc", 512, 224),
+          ("nllb-clip-large", "nllb-clip-large", "v1", "visheratin/nllb-clip-large-oc", 1024,
+           224),
+          ("nllb-clip-base-siglip", "nllb-clip-base-siglip", "v1",
+           "visheratin/nllb-clip-base-siglip", 768, 384),
+          ("nllb-clip-large-siglip", "nllb-clip-large-siglip", "v1",
+           "visheratin/nllb-clip-large-siglip", 1152, 384),
+          ("nllb-siglip-mrl-base", "nllb-clip-base-siglip", "mrl",
+           "visheratin/nllb-siglip-mrl-base", 768, 384),
+          ("nllb-siglip-mrl-large", "nllb-clip-large-siglip", "mrl",
+           "visheratin/nllb-siglip-mrl-large", 1152, 384))],
+    _open_clip("xlm-roberta-large-ViT-H-14", "xlm-roberta-large-ViT-H-14",
+               "frozen_laion5b_s13b_b90k",
+               "laion/CLIP-ViT-H-14-frozen-xlm-roberta-large-laion5B-s13B-b90k", 1024, 224, 77,
+               XLMR_LANGUAGES, "MIT",
+               "LAION-5B, frozen ViT-H/14 image tower with an XLM-R large text tower."),
+]
 _MCLIP_HEADS = ("Multilingual-CLIP's legacy_get-weights.sh (Dropbox), see README "
                 "'Legacy M-CLIP head files'")
 
@@ -141,6 +229,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _spec(name="AltCLIP", family="altclip", dim=768, languages=ALTCLIP_LANGUAGES,
               text_repo="BAAI/AltCLIP", image_repo="BAAI/AltCLIP", image_arch=None,
               image_pretrained=None, image_size=224, text_max_tokens=77, source=_HUB),
+        *_NEW_ENTRIES,
         _spec(name="toy", family="toy", dim=32, languages=("en", "de", "fr", "es", "it", "ru",
               "el", "ar", "he", "hi", "zh", "ja", "ko", "th"), text_repo="(built in)",
               image_repo="(built in)", image_arch=None, image_pretrained=None, image_size=32,
@@ -157,6 +246,7 @@ LOADERS = {
     "mclip-legacy": "mclip_explorer.models.mclip_legacy:load",
     "mclip": "mclip_explorer.models.mclip:load",
     "altclip": "mclip_explorer.models.altclip:load",
+    "metaclip2": "mclip_explorer.models.altclip:load_metaclip2",
     "open_clip": "mclip_explorer.models.openclip:load",
     "toy": "mclip_explorer.models.toy:load",
 }

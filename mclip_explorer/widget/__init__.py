@@ -6,6 +6,7 @@ It sits on top of every other layer (collection, analysis, models) and nothing b
 from __future__ import annotations
 
 from mclip_explorer.widget.api import explore
+from mclip_explorer.widget.compare import CompareView, compare_view
 from mclip_explorer.widget.explorer import ExplorerWidget
 
-__all__ = ["ExplorerWidget", "explore"]
+__all__ = ["CompareView", "ExplorerWidget", "compare_view", "explore"]

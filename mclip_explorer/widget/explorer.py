@@ -81,6 +81,10 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
     """Ids of the selected items (the map's lasso/box selection, or set from Python)."""
     highlighted_ids = traitlets.Any(np.empty(0, np.int64)).tag(sync=True, **IDS_SERIALIZATION)
     error = traitlets.Unicode("").tag(sync=True)
+    #: Language of text queries for models that need one (NLLB-CLIP); "" detects it per query.
+    query_lang = traitlets.Unicode("").tag(sync=True)
+    #: The language the last text query was read in ("" when the model takes none).
+    last_query_language = traitlets.Unicode("").tag(sync=True)
     """The last error the widget shows (empty when none)."""
     selection = traitlets.Any()
     """DataFrame of the selected items' rows of ``collection.items`` (not synced: built here)."""
@@ -255,11 +259,19 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
                 raise WireError("the query is empty")
             check_unicode(text, "the query")
             self.send({"rid": rid, "progress": "encoding the query"})
+            encoder = coll.encoder
+            # NLLB-CLIP reads the query in one language: detect it once, show it, use it.
+            language = encoder.text_languages([text], self.query_lang or None)[0]
             # Encoded strictly as text: a query that looks like a path is never opened.
-            vector = coll.encoder.encode_text([text])[0]
+            vector = encoder.encode_text([text], lang=language)[0]
             found = coll.search(vector, k=k)
             where = np.asarray(coll.place(vector[None, :])[0], dtype=np.float32)[0]
             label, source = text, -1
+            # SigLIP models show their own match probability, not the raw cosine.
+            score_kind = encoder.score_kind
+            if score_kind == "sigmoid":
+                found.insert(list(found.columns).index("score") + 1, "probability",
+                             encoder.score(found["score"].to_numpy()))
         else:
             ids = check_ids(_one_buffer(buffers), self._items)
             if len(ids) != 1:
@@ -269,14 +281,18 @@ class ExplorerWidget(BuildStatus, MapDetail, AnalysisViews, anywidget.AnyWidget)
             found = coll.search(source, k=k)
             where = np.asarray(coll.coords[source], dtype=np.float32)
             label = f"#{source} {self._title(source)}"
+            language, score_kind = None, "cosine"
         self.results[label] = found
         self.last_error = ""
         ids = found["id"].to_numpy(dtype=np.int64)
+        self.last_query_language = language or ""
         reply = {"label": label, "source": source, "x": float(where[0]), "y": float(where[1]),
-                 "titles": [self._title(int(i)) for i in ids]}
+                 "titles": [self._title(int(i)) for i in ids], "language": language or "",
+                 "score_kind": score_kind}
         xy = found[["x", "y"]].to_numpy(dtype=np.float32)
+        shown = found["probability" if score_kind == "sigmoid" else "score"].to_numpy()
         out: list[memoryview | bytes] = [
-               to_buffer(ids, "uint32"), to_buffer(found["score"].to_numpy(), "float32"),
+               to_buffer(ids, "uint32"), to_buffer(shown, "float32"),
                to_buffer(xy, "float32")]
         if size:
             # The gallery shows exactly these: sending them now saves a second round trip.
