@@ -158,6 +158,7 @@ def _fit_umap(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray] | None, ids: np.
 
 
 def _own_knn_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from mclip_explorer.collection.building import index_vectors
     from mclip_explorer.collection.index import VectorIndex
 
     index = VectorIndex(x.shape[1])
@@ -167,7 +168,9 @@ def _own_knn_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     # and UMAP's layout is chaotic enough that this alone gives a different map.
     unit = np.allclose(norms, 1.0, atol=1e-3)
     unit_x = x if unit else x / np.where(norms == 0, 1, norms)
-    index.add(row_ids, unit_x)
+    # One thread below the parallel threshold: a multi-threaded hnswlib graph depends on thread
+    # timing, and UMAP turns any difference in the neighbours into a different map.
+    index_vectors(index, row_ids, unit_x)
     knn_ids, knn_sims = index.knn_graph(k, vectors_by_id=unit_x)
     return knn_ids, knn_sims, row_ids
 
