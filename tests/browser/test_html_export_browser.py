@@ -1,14 +1,15 @@
 """The offline HTML export in a real (headless) Chromium: it draws, searches, shows thumbnails,
 requests nothing outside the file and runs no script from the data.
 
-Chromium is Debian's (``apt-get install chromium``), driven by Python Playwright as in
-``tests/browser``; if it is missing the test fails with that instruction rather than skip.
+It uses the session's Chromium (``browser_context`` in ``conftest.py``): Playwright's sync API
+allows one driver per process, so a second ``sync_playwright()`` fails while the other browser
+tests' one is open.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,18 +18,13 @@ from PIL import Image
 
 from mclip_explorer import Collection
 
-CHROMIUM = os.environ.get("MCLIP_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CAPTIONS = ["<script>alert('x')</script> red", '<img src=x onerror="alert(1)"> car',
             "https://evil.example/a.png blue", "Ein rotes Auto", "un coche rojo"]
 
 
 @pytest.mark.slow
-def test_exported_page_works_offline_and_treats_data_as_text(tmp_path: Path):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: apt-get install -y chromium"
+def test_exported_page_works_offline_and_treats_data_as_text(tmp_path: Path,
+                                                             browser_context: Any):
     rng = np.random.default_rng(0)
     n = 40
     (tmp_path / "pics").mkdir()
@@ -45,14 +41,11 @@ def test_exported_page_works_offline_and_treats_data_as_text(tmp_path: Path):
     requests: list[str] = []
     dialogs: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS,
-            viewport={"width": 1000, "height": 700})
-        page = context.new_page()
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    page = browser_context.new_page()
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
         page.goto(page_path.as_uri())
         page.wait_for_timeout(300)
         drawn = page.evaluate("""() => { const c = document.getElementById('map');
@@ -73,7 +66,8 @@ def test_exported_page_works_offline_and_treats_data_as_text(tmp_path: Path):
         assert page.locator("#panel script, #hits script, #hits img[onerror]").count() == 0
         page.fill("#q", "onerror")
         page.wait_for_timeout(200)
-        context.close()
+    finally:
+        page.close()
     assert not dialogs, f"a caption ran as script: {dialogs}"
     assert not errors
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
