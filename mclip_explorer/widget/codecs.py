@@ -120,7 +120,8 @@ def encode_column(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     keep = list(counts.index[: MAX_CATEGORIES - 1 if len(counts) > MAX_CATEGORIES else None])
     labels = [str(v) for v in keep]
     # Vectorised (no per-row Python: a 10M-point map recolours in seconds, not minutes).
-    codes = pd.Categorical(text, categories=keep).codes.astype(int)
+    # Values outside `keep` become missing first (code -1): pandas 4 refuses them as values.
+    codes = pd.Categorical(text.where(text.isin(keep)), categories=keep).codes.astype(int)
     codes[~present] = -2
     if (codes == -1).any():
         labels.append(OTHER)
