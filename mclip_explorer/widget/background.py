@@ -31,6 +31,9 @@ DONE_FILE = "background-build.json"  # written when the final map of a source is
 POLL_S = 0.5
 STEPS = 20  # a build lands in about this many steps...
 MIN_STEP = 64  # ...of at least this many images
+# Seconds the child waits after each landed step: 0 for users; a demo or a browser test sets it
+# so that a tiny build on an idle machine still leaves time to watch it fill in and cancel it.
+STEP_PAUSE_S = 0.0
 
 
 class BackgroundBuild:
@@ -55,7 +58,8 @@ class BackgroundBuild:
         self._cancel = context.Event()
         self._process = context.Process(target=run_build, daemon=True, name="mclip-build",
                                         args=(source, model, str(self.out),
-                                              (step, STEPS, MIN_STEP), self._queue, self._cancel))
+                                              (step, STEPS, MIN_STEP, STEP_PAUSE_S), self._queue,
+                                              self._cancel))
         self.status: dict[str, Any] = {"state": "starting", "phase": "starting", "done": 0,
                                        "total": 0, "eta_s": None, "error": ""}
         """``state`` (starting, running, done, cancelled, failed), ``phase``, ``done`` and
@@ -160,7 +164,7 @@ class BackgroundBuild:
             self.on_update(dict(status), coll)
 
 
-def run_build(source: Any, model: str, out: str, step: tuple[int | None, int, int],
+def run_build(source: Any, model: str, out: str, step: tuple[int | None, int, int, float],
               reports: Any, cancel: Any) -> None:
     """The child process: build ``source`` into ``out`` step by step (see the module doc)."""
     try:
@@ -169,7 +173,7 @@ def run_build(source: Any, model: str, out: str, step: tuple[int | None, int, in
         reports.put({"state": "failed", "phase": "failed", "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _build_steps(source: Any, model: str, out: Path, step: tuple[int | None, int, int],
+def _build_steps(source: Any, model: str, out: Path, step: tuple[int | None, int, int, float],
                  report: Callable[[dict[str, Any]], None], cancelled: Callable[[], bool]) -> None:
     import json
 
@@ -203,6 +207,8 @@ def _build_steps(source: Any, model: str, out: Path, step: tuple[int | None, int
             coll.add(piece, progress=False)
         report({"state": "running", "phase": "encoding", "done": len(coll.items), "total": total,
                 "landed": True})
+        if step[3]:
+            time.sleep(step[3])
     previous = json.loads(done_file.read_text()) if done_file.is_file() else {}
     # One piece built from scratch already has the final map; otherwise it is provisional.
     if (len(pieces) > 1 or (resumed and (pieces or previous.get("items") != total))):

@@ -19,7 +19,9 @@ sys.path.insert(0, {repo!r})
 from tests.browser.toydata import make_images
 import mclip_explorer
 import mclip_explorer.widget.background as bg
-bg.MIN_STEP, bg.STEPS = 4, 100  # many small steps, so there is time to press Cancel
+# Many small steps with a pause after each, so an idle machine still leaves time to watch
+# the map fill in and to press Cancel before the build ends.
+bg.MIN_STEP, bg.STEPS, bg.STEP_PAUSE_S = 4, 100, 0.3
 root = Path({root!r})
 make_images(root / "images", per_colour=14)
 t0 = time.monotonic()
