@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mclip_explorer.widget.lod import MapIndex, grid_size, in_box, in_polygon, overview
+from mclip_explorer.widget.lod import (
+    GridCounts,
+    MapIndex,
+    grid_size,
+    in_box,
+    in_polygon,
+    overview,
+    sample_view,
+)
 
 
 def clustered(n: int, seed: int = 0) -> np.ndarray:
@@ -164,3 +172,57 @@ def test_overview_without_the_full_index(points: np.ndarray, index: MapIndex) ->
     assert len(busy) >= 8 and busy <= {block[i] for i in rows.tolist()}
     small, complete, _ = overview(points[:100], budget=200)
     assert complete and small.tolist() == list(range(100))
+
+
+def test_the_priority_order_is_a_quadtree_of_representatives() -> None:
+    """At every level of the quadtree, the first points of the priority order hold exactly one
+    point per occupied cell: cells counted here from integer cell centres, independently."""
+    rng = np.random.default_rng(4)
+    g = 64
+    centres = rng.integers(0, g, (40, 2))
+    cells = np.clip(centres[rng.integers(0, 40, 6000)] + rng.integers(-3, 4, (6000, 2)), 0, g - 1)
+    xy = np.concatenate([cells + 0.5, [[0, 0], [g, g]]]).astype(np.float32)  # corners fix lo/hi
+    cells = np.concatenate([cells, [[0, 0], [g - 1, g - 1]]])
+    index = MapIndex(xy, grid=g, seed=3)
+    assert sorted(index.by_priority.tolist()) == list(range(len(xy)))
+    np.testing.assert_array_equal(index.priority[index.by_priority], np.arange(len(xy)))
+    for level in range(7):
+        coarse = [tuple(c) for c in (cells >> (6 - level)).tolist()]
+        occupied = set(coarse)
+        first = index.by_priority[:len(occupied)]
+        assert {coarse[i] for i in first.tolist()} == occupied, f"level {level}"
+        got, _ = index.query(None, budget=len(occupied))  # the same set through a query
+        assert {coarse[i] for i in got.tolist()} == occupied
+    # Within a fine cell the priority order follows the cell's own (random) order.
+    fine = cells[:, 1] * g + cells[:, 0]
+    for cell in np.unique(fine)[:50]:
+        in_cell = index.order[index.starts[cell]:index.starts[cell + 1]]
+        assert sorted(in_cell.tolist()) == np.flatnonzero(fine == cell).tolist()
+        ranked = [i for i in index.by_priority.tolist() if fine[i] == cell]
+        assert ranked == in_cell.tolist()
+
+
+def test_an_index_from_counted_cells_equals_one_from_points(points: np.ndarray,
+                                                            index: MapIndex) -> None:
+    counts = GridCounts(points)
+    again = MapIndex(points, counts=counts)
+    for name in ("order", "starts", "by_priority", "priority", "counts"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(index, name))
+    assert hasattr(counts, "cell")  # the counts stay usable while the index is built
+
+
+def test_a_viewport_sample_without_the_index(points: np.ndarray) -> None:
+    counts = GridCounts(points)
+    bounds = (-3.0, 1.5, 2.0, 6.0)
+    expected = brute_box(points, *bounds)
+    got, complete = sample_view(counts, bounds, budget=len(expected))
+    assert complete
+    np.testing.assert_array_equal(got, expected)
+    got, complete = sample_view(counts, bounds, budget=40, pinned=np.array([0, 1]))
+    assert not complete and len(got) == 42 and {0, 1} <= set(got.tolist())
+    assert set(got.tolist()) - {0, 1} <= set(expected.tolist())
+    wide = (-15.0, 15.0, -15.0, 15.0)  # more than 8 x the budget inside: a random subset
+    got, complete = sample_view(counts, wide, budget=100)
+    assert not complete and len(got) == 100 and in_box(points[got], wide).all()
+    with pytest.raises(ValueError, match="budget"):
+        sample_view(counts, None, 0)

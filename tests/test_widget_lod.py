@@ -159,3 +159,50 @@ def test_the_static_picture_of_a_big_map_draws_a_stride(coll: Any, monkeypatch: 
     labels = widget._color_labels
     assert [labels[c] for c in codes] == [c if isinstance(c, str) else "(none)"
                                           for c in coll.items["colour"].to_numpy()[ids]]
+
+
+def test_viewports_are_answered_while_the_index_is_built(coll: Any, monkeypatch: Any) -> None:
+    """The first pans do not wait for the grid index (built in a thread after the first paint):
+    they get the exact points of their view, or a bounded sample of them, at once."""
+    import threading
+
+    from mclip_explorer.widget import viewport
+
+    release = threading.Event()
+    built: list[bool] = []
+
+    class SlowIndex(viewport.MapIndex):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("counts") is not None:  # the load-time build thread
+                assert release.wait(30)
+            super().__init__(*args, **kwargs)
+            built.append(kwargs.get("counts") is not None)
+
+    monkeypatch.setattr(viewport, "MapIndex", SlowIndex)
+    front = Front(ExplorerWidget(coll, color_by="colour", lod_threshold=5, lod_points=6))
+    xy = coll.coords
+    centre = xy[0]
+    near = np.argsort(np.abs(xy - centre).max(axis=1))[:4]
+    half = float(np.abs(xy[near] - centre).max()) + 1e-4
+    box = {"x0": float(centre[0] - half), "x1": float(centre[0] + half),
+           "y0": float(centre[1] - half), "y1": float(centre[1] + half)}
+    front.widget.selection = [1, 2]
+    reply, buffers = front.request("viewport", layout="map", **box)
+    assert not built, "the reply waited for the index"
+    inside = np.flatnonzero((np.abs(xy - centre) <= half).all(axis=1))
+    assert reply["ok"] and reply["complete"]
+    # Every point of the view, plus the selected ones inside it (none outside: bounded).
+    selected_inside = [i for i in (1, 2) if (np.abs(xy[i] - centre) <= half).all()]
+    np.testing.assert_array_equal(np.sort(u32(buffers[1])),
+                                  np.union1d(inside, selected_inside))
+    np.testing.assert_array_equal(f32(buffers[0]).reshape(-1, 2), xy[u32(buffers[1])])
+    reply, buffers = front.request("viewport", layout="map")  # the whole map: a sample
+    assert reply["ok"] and not reply["complete"] and not built
+    ids = u32(buffers[1])
+    assert 6 <= len(ids) <= 8 and {1, 2} <= set(ids.tolist())
+    assert np.frombuffer(buffers[5], "<f4").sum() == len(coll.items)  # density of every point
+    release.set()
+    front.widget._building["map"][0].join(30)
+    reply, buffers = front.request("viewport", layout="map", **box)  # from the index now
+    assert built == [True] and reply["complete"]
+    assert isinstance(front.widget._indexes["map"], SlowIndex)

@@ -120,9 +120,16 @@ def encode_column(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     keep = list(counts.index[: MAX_CATEGORIES - 1 if len(counts) > MAX_CATEGORIES else None])
     labels = [str(v) for v in keep]
     # Vectorised (no per-row Python: a 10M-point map recolours in seconds, not minutes).
-    # Values outside `keep` become missing first (code -1): pandas 4 refuses them as values.
-    codes = pd.Categorical(text.where(text.isin(keep)), categories=keep).codes.astype(int)
-    codes[~present] = -2
+    if isinstance(text.dtype, pd.CategoricalDtype):
+        # One lookup per row through a table of the categories (missing: category code -1).
+        where = {label: i for i, label in enumerate(keep)}
+        table = np.array([-2, *(where.get(c, -1) for c in text.cat.categories)], np.int16)
+        codes = table[text.cat.codes.to_numpy().astype(np.intp) + 1]
+    else:
+        # Values outside `keep` become missing first (code -1): pandas 4 refuses them as values.
+        codes = pd.Categorical(text.where(text.isin(keep)), categories=keep).codes.astype(
+            np.int16)
+        codes[~present] = -2
     if (codes == -1).any():
         labels.append(OTHER)
         codes[codes == -1] = len(labels) - 1

@@ -20,7 +20,15 @@ import pandas as pd
 import traitlets
 
 from mclip_explorer.widget.codecs import WireError, text_field, to_buffer
-from mclip_explorer.widget.lod import Density, MapIndex, in_box, in_polygon, overview
+from mclip_explorer.widget.lod import (
+    Density,
+    GridCounts,
+    MapIndex,
+    in_box,
+    in_polygon,
+    overview,
+    sample_view,
+)
 
 if TYPE_CHECKING:
     from mclip_explorer.analysis import ModalityGap
@@ -56,12 +64,15 @@ class MapDetail(traitlets.HasTraits):
         self.lod_active = len(self._point_ids) > lod_threshold
         """Whether the map shows a density overview and a sample (see ``docs/widget.md``)."""
         self._indexes: dict[str, MapIndex] = {}
-        self._building: dict[str, tuple[threading.Thread, list[Any]]] = {}
+        self._building: dict[str, tuple[threading.Thread, GridCounts, list[Any]]] = {}
         # Per point, once: a categorical or object column would be materialised per request.
-        self._point_is_text = np.asarray(self._items["kind"] == "text", dtype=bool)[
-            self._point_ids]
-        self._row_of = np.full(len(self._items), -1, np.int64)
-        self._row_of[self._point_ids] = np.arange(len(self._point_ids))
+        is_text = np.asarray(self._items["kind"] == "text", dtype=bool)
+        if len(self._point_ids) == len(self._items):  # every item on the map (10M: no copies)
+            self._point_is_text, self._row_of = is_text, self._point_ids
+        else:
+            self._point_is_text = is_text[self._point_ids]
+            self._row_of = np.full(len(self._items), -1, np.int64)
+            self._row_of[self._point_ids] = np.arange(len(self._point_ids))
         self._shown = np.arange(len(self._point_ids))  # rows the initial state carries
 
     def _initial_points(self) -> np.ndarray:
@@ -71,32 +82,39 @@ class MapDetail(traitlets.HasTraits):
         """
         self._lod_state: dict[str, Any] = {}
         if self.lod_active:
-            # The first paint needs only the density and a sample; the full index (two sorts of
-            # every point: seconds at 10M) is built meanwhile in a thread. It uses no BLAS, so
-            # it cannot hang the user's numpy work the way a build thread can.
-            xy = self._layout_xy("map")
-            self._shown, complete, density = overview(xy, self.lod_points,
+            # The first paint needs only the density and a sample; the full index is built
+            # meanwhile in a thread from the same cell counts (requests answer without it
+            # until it is done). It uses no BLAS, so it cannot hang the user's numpy work the
+            # way a build thread can.
+            counts = GridCounts(self._layout_xy("map"))
+            self._shown, complete, density = overview(counts, self.lod_points,
                                                       self._pinned(None, None))
-            self._build_index("map", xy)
+            self._build_index("map", counts)
             has_text = bool(self._point_is_text.any())
             self._lod_state = {"total": len(self._point_ids), "complete": complete,
-                         "has_text": has_text, **_density_state(density)}
+                               "has_text": has_text, **_density_state(density)}
         return self._shown
 
     # --------------------------------------------------------------------------- layouts
     def _layout_xy(self, layout: str) -> np.ndarray:
         """``(points, 2)`` float32 positions of the map's points in a layout."""
         if layout == "map":
+            if len(self._point_ids) == len(self._map_coords):  # every item on the map: no copy
+                return self._map_coords
             return np.asarray(self._map_coords[self._point_ids], dtype=np.float32)
         if self._gap is None:
             raise WireError(f"the {layout!r} layout has not been computed (call show_gap())")
         return np.asarray(self._gap.coords(corrected=layout == "gap-corrected")[self._point_ids],
                           dtype=np.float32)
 
-    def _index(self, layout: str) -> MapIndex:
-        if layout in self._building:  # started at load: wait for it
-            thread, result = self._building.pop(layout)
+    def _index(self, layout: str, *, wait: bool = True) -> MapIndex | GridCounts:
+        """The layout's index; with ``wait=False`` its cell counts while it is still built."""
+        if layout in self._building:  # started at load
+            thread, counts, result = self._building[layout]
+            if thread.is_alive() and not wait:
+                return counts
             thread.join()
+            del self._building[layout]
             if isinstance(result[0], BaseException):
                 raise result[0]
             self._indexes[layout] = result[0]
@@ -104,17 +122,17 @@ class MapDetail(traitlets.HasTraits):
             self._indexes[layout] = MapIndex(self._layout_xy(layout))
         return self._indexes[layout]
 
-    def _build_index(self, layout: str, xy: np.ndarray) -> None:
+    def _build_index(self, layout: str, counts: GridCounts) -> None:
         result: list[Any] = [None]
 
         def build() -> None:
             try:
-                result[0] = MapIndex(xy)
+                result[0] = MapIndex(counts.xy, counts=counts)
             except BaseException as exc:  # noqa: BLE001 - re-raised where the index is used
                 result[0] = exc
 
         thread = threading.Thread(target=build, name=f"mclip-map-index-{layout}", daemon=True)
-        self._building[layout] = (thread, result)
+        self._building[layout] = (thread, counts, result)
         thread.start()
 
     def _pinned(self, layout: str | None, bounds: tuple[float, float, float, float] | None
@@ -122,35 +140,36 @@ class MapDetail(traitlets.HasTraits):
         """Rows always drawn: query hits and highlights, and the selection (bounded).
 
         ``layout`` None: before any index exists (the first paint), the selection's first
-        ``lod_points // 2`` rows.
+        ``lod_points // 2`` rows; the same (inside ``bounds``) while the index is built.
         """
         ids = [np.asarray(self.highlighted_ids, dtype=np.int64)]
         ids += [frame["id"].to_numpy(dtype=np.int64) for frame in self.results.values()]
         rows = self._row_of[np.concatenate(ids)] if ids else np.empty(0, np.int64)
         selected = self._row_of[np.asarray(self.selected_ids, dtype=np.int64)]
         selected = selected[selected >= 0]
-        if len(selected) and layout is None:
-            selected = selected[:self.lod_points // 2]
-        elif len(selected) and layout is not None:
-            index = self._index(layout)
+        keep = self.lod_points // 2
+        if len(selected) and layout is not None:
+            index = self._index(layout, wait=False)
             if bounds is not None:
                 selected = selected[in_box(index.xy[selected], bounds)]
-            keep = self.lod_points // 2  # the ones the sample would draw first
-            if len(selected) > keep:
+            if len(selected) > keep and isinstance(index, MapIndex):
+                # The ones the sample would draw first.
                 selected = selected[np.argsort(index.priority[selected])[:keep]]
-        return np.unique(np.concatenate([rows[rows >= 0], selected]))
+        return np.unique(np.concatenate([rows[rows >= 0], selected[:keep]]))
 
     # ------------------------------------------------------------------ front-end requests
     def _viewport(self, _rid: int, content: dict[str, Any], _buffers: list[Any]) -> _Reply:
         """Points (and density) of a viewport: ``x0, x1, y0, y1`` (absent: the whole map)."""
         layout = _layout_field(content)
         bounds = _bounds_field(content)
-        index = self._index(layout)
+        index = self._index(layout, wait=False)
         pinned = self._pinned(layout, bounds)
-        if self.lod_active:
-            rows, complete = index.query(bounds, self.lod_points, pinned)
-        else:
+        if not self.lod_active:
             rows, complete = np.arange(index.n), True
+        elif isinstance(index, MapIndex):
+            rows, complete = index.query(bounds, self.lod_points, pinned)
+        else:  # the first pans while the index is built: no waiting for it
+            rows, complete = sample_view(index, bounds, self.lod_points, pinned)
         density = index.density(bounds)
         codes, opacity = self._point_colours(rows)
         reply = {"complete": complete, "total": index.n, "shown": len(rows), "layout": layout,
