@@ -1,13 +1,16 @@
 // The plotly scattergl map: one trace per colour category (so the legend works), a text-item
 // trace and two overlay traces (highlight, selection), in level-of-detail mode always all of them
-// in that order so Plotly.react updates them in place, over a density image (layout image). Queries go on a
-// separate layer (overlay.ts) so adding one never re-renders the points. Every render is
-// counted in the element's data-renders (read by the browser tests).
+// in that order so Plotly.react updates them in place, over a density image (layout image). New
+// points that only add to the drawn ones are appended with Plotly.extendTraces (extend.ts).
+// Queries go on a separate layer (overlay.ts) so adding one never re-renders the points. Every
+// render is counted in the element's data-renders (read by the browser tests).
 import Plotly, { type PlotlyHTMLElement } from "plotly.js-gl2d-dist-min";
 import { type DensityGrid, densityImage, type Range } from "./lod.ts";
 import { type Locator, QueryOverlay, viewOf } from "./overlay.ts";
 import type { QueryResult } from "./queries.ts";
 import { DEFAULT_DRAG_MODE, type DragMode, dragModeOf } from "./dragmode.ts";
+import { additionOf, type Styled } from "./extend.ts";
+import { categoryColour, groupByCode, markerSize, pick, pickBytes } from "./traces.ts";
 import { type Shape, shapeOf } from "./shapes.ts";
 
 export interface Points {
@@ -26,44 +29,13 @@ export interface MapHandlers {
   onDragMode?(mode: DragMode): void; // the mode changed (e.g. through plotly's modebar)
 }
 
-
-export const CATEGORY_COLOURS = [
-  "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-  "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
-];
-
-/** Point indices of each colour category (image items only) and of the text items. */
-export function groupByCode(kinds: Uint8Array, codes: Uint8Array, nLabels: number) {
-  const counts = new Uint32Array(nLabels + 1);
-  for (let i = 0; i < kinds.length; i++) counts[kinds[i] ? nLabels : Math.min(codes[i], nLabels - 1)]++;
-  const groups = Array.from(counts, (c) => new Uint32Array(c));
-  const fill = new Uint32Array(nLabels + 1);
-  for (let i = 0; i < kinds.length; i++) {
-    const g = kinds[i] ? nLabels : Math.min(codes[i], nLabels - 1);
-    groups[g][fill[g]++] = i;
-  }
-  return { categories: groups.slice(0, nLabels), text: groups[nLabels] };
-}
-
-/** A category named after a CSS colour ("red", "navy") is drawn in it; others get the palette. */
-export function categoryColour(label: string, index: number): string {
-  const named = /^[a-z]{3,20}$/i.test(label) && typeof CSS !== "undefined" && CSS.supports("color", label);
-  return named ? label.toLowerCase() : CATEGORY_COLOURS[index % CATEGORY_COLOURS.length];
-}
-
-function pick(values: Float32Array, index: Uint32Array): Float32Array {
-  const out = new Float32Array(index.length);
-  for (let i = 0; i < index.length; i++) out[i] = values[index[i]];
-  return out;
-}
-
-function markerSize(n: number): number {
-  return n < 2_000 ? 8 : n < 50_000 ? 5 : n < 300_000 ? 3 : 2;
-}
-
 export class ExplorerMap {
   private gd: PlotlyHTMLElement | null = null;
   private traceIndex: (Uint32Array | null)[] = [];
+  private traceOf = { categories: [] as number[], text: -1 }; // trace of each category (-1: none)
+  // What the last full draw showed (extendTraces appends to it): points, colours, legend, size.
+  private drawn: { style: Styled; labels: string; size: number; images: string } | null = null;
+  private extended = 0;
   private traces: object[] = [];
   private rowOf = new Int32Array(0); // item id -> point index (-1: not on the map)
   private lod = false; // level of detail: a density image, and every category's trace kept
@@ -107,8 +79,21 @@ export class ExplorerMap {
     } else {
       await Plotly.react(this.el, this.traces, this.layout, config);
     }
+    this.drawn = { style: { points: this.points, codes, opacity }, labels: labels.join("\n"),
+      size: markerSize(this.points.x.length), images: imagesKey(this.layout.images) };
     this.drawnSize = this.size();
     this.overlay.setView(viewOf(this.gd?._fullLayout, undefined));
+  }
+
+  /** Show another set of points (a viewport's, a background build's step). When it only adds
+   * points to what is drawn (same legend, marker size, and every drawn point unchanged), they are
+   * appended with one Plotly.extendTraces (none at all when nothing is new); else one draw(). */
+  async show(
+    points: Points, codes: Uint8Array, labels: string[], opacity: Float32Array = new Float32Array(0),
+  ): Promise<void> {
+    if (await this.extendWith({ points, codes, opacity }, labels)) return;
+    this.setPoints(points);
+    await this.draw(codes, labels, opacity);
   }
 
   /** Level of detail on or off (the kernel decides by the map's size). */
@@ -205,9 +190,11 @@ export class ExplorerMap {
     const outline = { color: "rgba(0,0,0,0.35)", width: size >= 5 ? 0.6 : 0 };
     this.traces = [];
     this.traceIndex = [];
+    this.traceOf = { categories: groups.categories.map(() => -1), text: -1 };
     groups.categories.forEach((index, c) => {
       // Level of detail keeps every category (empty or not): a stable trace order.
       if (!index.length && !this.lod) return;
+      this.traceOf.categories[c] = this.traces.length;
       this.traces.push({ ...base, name: labels[c] ?? "items", x: pick(x, index), y: pick(y, index),
         marker: { size, color: categoryColour(labels[c] ?? "", c),
           opacity: opacity.length === x.length ? pick(opacity, index) : 0.8,
@@ -215,6 +202,7 @@ export class ExplorerMap {
       this.traceIndex.push(index);
     });
     if (groups.text.length) {
+      this.traceOf.text = this.traces.length;
       this.traces.push({ ...base, name: "text items", x: pick(x, groups.text),
         y: pick(y, groups.text), marker: { size: size + 4, symbol: "diamond", color: "#333",
           opacity: 0.85, line: { color: "#fff", width: 1 } } });
@@ -228,6 +216,73 @@ export class ExplorerMap {
     this.traces.push({ ...overlay, name: "selected", ...this.positions(this.marked.selection),
       marker: { size: size + 5, symbol: "circle-open", color: "#ff00aa", line: { width: 1.5 } } });
     this.traceIndex.push(null, null);
+  }
+
+  private async extendWith(next: Styled, labels: string[]): Promise<boolean> {
+    const drawn = this.drawn;
+    if (!this.gd || !drawn || drawn.style.points !== this.points || drawn.labels !== labels.join("\n")
+      || drawn.size !== markerSize(next.points.x.length)) return false;
+    const plan = additionOf(drawn.style, next, (id) => (id < this.rowOf.length ? this.rowOf[id] : -1));
+    if (!plan) return false;
+    const { added } = plan;
+    const { x, y } = next.points;
+    const perPoint = next.opacity.length > 0;
+    const groups = groupByCode(pickBytes(next.points.kinds, added), pickBytes(next.codes, added),
+      labels.length || 1);
+    const traces: number[] = [];
+    const update: Record<"x" | "y" | "marker.opacity", (Float32Array | number[])[]> = {
+      x: [], y: [], "marker.opacity": [] };
+    const grown = new Map<number, Uint32Array>(); // trace -> its added point indices (in next)
+    const members = [...groups.categories.map((g, c) => [this.traceOf.categories[c] ?? -1, g] as const),
+      [this.traceOf.text, groups.text] as const];
+    for (const [trace, group] of members) {
+      if (!group.length) continue;
+      // A category without a trace yet, or a text item under per-point opacities: redraw.
+      if (trace < 0 || (perPoint && trace === this.traceOf.text)) return false;
+      const index = group.map((k) => added[k]);
+      grown.set(trace, index);
+      traces.push(trace);
+      update.x.push(pick(x, index));
+      update.y.push(pick(y, index));
+      update["marker.opacity"].push(pick(next.opacity, index));
+    }
+    // Newly drawn items that are highlighted or selected get their rings in the same call.
+    const addedAt = new Map<number, number>();
+    for (const i of added) addedAt.set(next.points.ids[i], i);
+    for (const which of ["highlight", "selection"] as const) {
+      const at = [...this.marked[which]].flatMap((id) => addedAt.get(id) ?? []);
+      if (!at.length) continue;
+      if (perPoint) return false; // the ring traces have one opacity, not an array to extend
+      traces.push(this.overlays[which]);
+      update.x.push(at.map((i) => x[i]));
+      update.y.push(at.map((i) => y[i]));
+    }
+    // Committed: the map now holds `next`, drawn as the old traces plus the added points.
+    this.index(this.points, false);
+    this.points = next.points;
+    this.index(next.points, true);
+    this.traceIndex = this.traceIndex.map((index, t) => {
+      if (!index) return null;
+      const more = grown.get(t) ?? new Uint32Array(0);
+      const out = new Uint32Array(index.length + more.length);
+      index.forEach((j, k) => { out[k] = plan.remap[j]; });
+      out.set(more, index.length);
+      return out;
+    });
+    const images = imagesKey(this.layout.images);
+    this.drawn = { ...drawn, style: next, images };
+    if (!traces.length && images === drawn.images) return true; // nothing new to draw
+    this.counted();
+    this.el.dataset.extends = String(++this.extended); // read by the browser tests
+    if (!traces.length) {
+      await Plotly.relayout(this.el, { images: this.layout.images });
+      return true;
+    }
+    // The density image changes in the same render: extendTraces redraws from gd.layout.
+    if (this.gd.layout) this.gd.layout.images = this.layout.images;
+    if (!perPoint) delete (update as Partial<typeof update>)["marker.opacity"];
+    await Plotly.extendTraces(this.el, update, traces);
+    return true;
   }
 
   private idOf(curve: number, pointNumber: number): number | null {
@@ -304,4 +359,9 @@ export class ExplorerMap {
   private counted(): void {
     this.el.dataset.renders = String(++this.renders);
   }
+}
+
+/** A comparable summary of layout images (the density layer): its sources and placement. */
+function imagesKey(images: unknown): string {
+  return JSON.stringify(images ?? []);
 }

@@ -4,12 +4,14 @@ declare module "plotly.js-gl2d-dist-min" {
     on(event: string, handler: (data: any) => void): void;
     removeAllListeners?(event: string): void;
     _fullLayout?: any;
+    layout?: Record<string, unknown>; // the layout plotly draws from (its own copy)
   }
   const Plotly: {
     newPlot(el: HTMLElement, data: object[], layout?: object, config?: object): Promise<PlotlyHTMLElement>;
     react(el: HTMLElement, data: object[], layout?: object, config?: object): Promise<PlotlyHTMLElement>;
     restyle(el: HTMLElement, update: object, traces?: number[]): Promise<PlotlyHTMLElement>;
     relayout(el: HTMLElement, update: object): Promise<PlotlyHTMLElement>;
+    extendTraces(el: HTMLElement, update: object, traces: number[]): Promise<PlotlyHTMLElement>;
     purge(el: HTMLElement): void;
     Plots: { resize(el: HTMLElement): Promise<void> };
   };

@@ -4,7 +4,7 @@ import { toFloat32, toUint32, toUint8 } from "./codecs.ts";
 import { DragToggle } from "./dragmode.ts";
 import { Gallery } from "./gallery.ts";
 import { type Detail, LodView } from "./lod.ts";
-import { ExplorerMap } from "./map.ts";
+import { ExplorerMap, type Points } from "./map.ts";
 import { readMapData } from "./mapdata.ts";
 import { BuildProgress } from "./progress.ts";
 import type { Model } from "./model.ts";
@@ -76,13 +76,15 @@ function render({ model, el }: RenderProps<Model>): () => void {
   });
   let colours = { codes: data.codes, opacity: data.opacity };
   const draw = (): Promise<void> => map.draw(colours.codes, model.get("_color_labels"), colours.opacity);
+  // New points for the map: appended (extendTraces) when they only add to what is drawn.
+  const show = (points: Points): Promise<void> =>
+    map.show(points, colours.codes, model.get("_color_labels"), colours.opacity);
   const showDetail = async (detail: Detail): Promise<void> => {
-    map.setPoints(detail.points);
     map.setDensity(detail.density, !detail.complete);
     colours = { codes: detail.codes, opacity: detail.opacity };
     ui.map.dataset.complete = String(detail.complete);
     ui.map.dataset.shown = String(detail.points.ids.length);
-    await draw();
+    await show(detail.points);
     ui.map.dataset.detailAt = String(Date.now()); // epoch ms, read by bench/widget.py
   };
   let lod: LodView | null = null;
@@ -90,7 +92,6 @@ function render({ model, el }: RenderProps<Model>): () => void {
   // (a background build's new step): level of detail on or off, points, density, colours.
   const applyData = (): void => {
     map.setMode(data.grid !== null);
-    map.setPoints(data.points);
     map.setDensity(data.grid, !data.complete);
     ui.map.dataset.complete = String(data.complete);
     ui.map.dataset.lod = String(data.grid !== null); // level of detail on (read by the bench)
@@ -105,6 +106,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
     }
   };
   applyData();
+  map.setPoints(data.points);
   // Box and lasso go to the kernel, which selects over every point and sets selected_ids.
   const select = async (shape: Shape | null, final: boolean): Promise<void> => {
     try {
@@ -142,30 +144,31 @@ function render({ model, el }: RenderProps<Model>): () => void {
     lod?.refresh(100);
   };
   // Codes, labels and opacity arrive together but fire one event each (and any one may be the
-  // only one that changed): redraw once per batch.
-  let recolourQueued = false;
-  const onColours = (): void => {
-    if (recolourQueued) return;
-    recolourQueued = true;
+  // only one that changed); a background build's step sends new points with their colours in
+  // the same message: one update per batch.
+  let queued: { data: boolean } | null = null;
+  const schedule = (withData: boolean): void => {
+    if (queued) {
+      queued.data ||= withData;
+      return;
+    }
+    queued = { data: withData };
     queueMicrotask(() => {
-      recolourQueued = false;
-      void recolour();
-    });
-  };
-  // Another state of the collection (a background build's step): new points, one redraw.
-  let dataQueued = false;
-  const onMapData = (): void => {
-    if (dataQueued) return;
-    dataQueued = true;
-    queueMicrotask(() => {
-      dataQueued = false;
+      const dataChanged = queued?.data ?? false;
+      queued = null;
+      if (!dataChanged) {
+        void recolour();
+        return;
+      }
       data = readMapData(model);
       base = data.summary;
       applyData();
       setBusy(ui, 0, "", base);
-      void draw();
+      void show(data.points); // a step that only placed new items: appended
     });
   };
+  const onColours = (): void => schedule(false);
+  const onMapData = (): void => schedule(true);
   const progress = new BuildProgress(ui.root.querySelector(".mx-bar") ?? ui.map, () => {
     rpc.request("cancel_build", {}, [], "cancelling the build", 60_000)
       .catch((error: unknown) => showError(ui, String(error)));

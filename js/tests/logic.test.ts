@@ -9,6 +9,7 @@ import { layoutOf } from "../views.ts";
 import { covers, densityPixels, grow, parseDetail } from "../lod.ts";
 import { formatEta, progressText } from "../progress.ts";
 import { shapeOf } from "../shapes.ts";
+import { additionOf } from "../extend.ts";
 
 
 test("codecs read buffers without copying and survive unaligned views", () => {
@@ -155,4 +156,27 @@ test("a view inside an area already drawn in full needs no new points", () => {
   assert.equal(covers(held, { x: [2, 8], y: [1, 9] }), true);
   assert.equal(covers(held, { x: [8, 2], y: [9, 1] }), true); // reversed axes
   assert.equal(covers(held, { x: [-1, 8], y: [1, 9] }), false);
+});
+
+test("new points that only add to the drawn ones are appended; any change redraws", () => {
+  const styled = (ids: number[], x: number[], codes: number[], opacity: number[] = []) => ({
+    points: { x: Float32Array.from(x), y: Float32Array.from(x, (v) => -v),
+      ids: Uint32Array.from(ids), kinds: new Uint8Array(ids.length) },
+    codes: Uint8Array.from(codes), opacity: Float32Array.from(opacity) });
+  const drawn = styled([10, 11, 12], [1, 2, 3], [0, 1, 0]);
+  const rowOf = (id: number) => [10, 11, 12].indexOf(id); // drawn point index of an id
+  // The kernel sends sorted ids: drawn points come back interleaved with new ones.
+  const next = styled([5, 10, 11, 12, 13], [9, 1, 2, 3, 8], [1, 0, 1, 0, 0]);
+  const plan = additionOf(drawn, next, rowOf);
+  assert.ok(plan);
+  assert.deepEqual([...plan.added], [0, 4]);
+  assert.deepEqual([...plan.remap], [1, 2, 3]);
+  assert.deepEqual([...(additionOf(drawn, drawn, rowOf)?.added ?? [9])], []); // nothing new
+  assert.equal(additionOf(drawn, styled([10, 12, 13], [1, 3, 8], [0, 0, 0]), rowOf), null); // 11 gone
+  assert.equal(additionOf(drawn, styled([10, 11, 12], [1, 2.5, 3], [0, 1, 0]), rowOf), null); // moved
+  assert.equal(additionOf(drawn, styled([10, 11, 12], [1, 2, 3], [0, 1, 1]), rowOf), null); // recoloured
+  const faded = styled([10, 11, 12], [1, 2, 3], [0, 1, 0], [1, 0.5, 1]);
+  assert.equal(additionOf(drawn, faded, rowOf), null); // per-point opacity switched on
+  assert.ok(additionOf(faded, styled([10, 11, 12, 13], [1, 2, 3, 4], [0, 1, 0, 0], [1, 0.5, 1, 0.2]), rowOf));
+  assert.equal(additionOf(faded, styled([10, 11, 12], [1, 2, 3], [0, 1, 0], [1, 0.4, 1]), rowOf), null);
 });

@@ -69,10 +69,13 @@ class GridCounts:
         self.xy = xy
         self.n = n
         self.grid = g
-        # Per column: numpy reduces a contiguous column ~40x faster than axis 0 of (n, 2).
+        # Per column: numpy reduces a column ~40x faster than axis 0 of (n, 2).
         x, y = xy[:, 0], xy[:, 1]
-        lo = np.array([x.min(), y.min()] if n else [0, 0], np.float64)
-        hi = np.array([x.max(), y.max()] if n else [1, 1], np.float64)
+        ends = [int(x.argmin()), int(x.argmax()), int(y.argmin()), int(y.argmax())] if n else []
+        self.extremes = np.unique(np.asarray(ends, np.int64))
+        """The points at the map's left, right, bottom and top edges."""
+        lo = np.array([x[ends[0]], y[ends[2]]] if n else [0, 0], np.float64)
+        hi = np.array([x[ends[1]], y[ends[3]]] if n else [1, 1], np.float64)
         self.lo = lo
         # A little margin so the maximum falls inside the last cell.
         self.cell_size = np.maximum(hi - lo, 1e-9) * (1 + 1e-6) / g
@@ -198,9 +201,11 @@ class MapIndex(GridCounts):
 
         Returns:
             ``(indices, complete)``: sorted point indices, and whether they are every point
-            inside ``bounds``.
+            inside ``bounds``. The whole map's (``bounds`` None) also holds its extreme points
+            (:attr:`GridCounts.extremes`): a view fitted to the drawn points shows all of it.
         """
         _check_budget(budget)
+        whole = bounds is None
         bounds = self.bounds() if bounds is None else bounds
         cols, rows = self._cell_range(bounds)
         estimate = int(self.counts[rows[0]:rows[1], cols[0]:cols[1]].sum())
@@ -212,7 +217,7 @@ class MapIndex(GridCounts):
                 inside = inside[best]
         else:  # most points are in view: walk the priority order instead of the grid
             inside, complete = self._scan(bounds, budget), False
-        return _with_pinned(inside, pinned), complete
+        return _with_pinned(inside, pinned, self.extremes if whole else None), complete
 
     def inside(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
         """Indices of every point inside ``bounds`` (edges included), from the grid."""
@@ -264,7 +269,7 @@ def sample_view(counts: GridCounts, bounds: tuple[float, float, float, float] | 
 
     Every point inside ``bounds`` when they fit the budget; else the stratified sample of a
     random subset of ``8 * budget`` of them (sorting that few is cheap), so a lone outlier may
-    be missing until the full index answers.
+    be missing until the full index answers (the map's extreme points are always there).
 
     Returns:
         ``(indices, complete)`` as :meth:`MapIndex.query`.
@@ -277,9 +282,10 @@ def sample_view(counts: GridCounts, bounds: tuple[float, float, float, float] | 
         if len(inside) > 8 * budget:
             rng = np.random.default_rng(seed)
             inside = inside[np.unique(rng.integers(0, len(inside), 8 * budget))]
-        rows, _ = MapIndex(counts.xy[inside], seed=seed).query(None, budget)
+        sample = MapIndex(counts.xy[inside], seed=seed)
+        rows, _ = sample.query(sample.bounds(), budget)
         inside = inside[rows]
-    return _with_pinned(inside, pinned), complete
+    return _with_pinned(inside, pinned, counts.extremes if bounds is None else None), complete
 
 
 def overview(xy: np.ndarray | GridCounts, budget: int, pinned: np.ndarray | None = None,
@@ -303,10 +309,9 @@ def _check_budget(budget: int) -> None:
         raise ValueError(f"budget must be at least 1, got {budget}")
 
 
-def _with_pinned(rows: np.ndarray, pinned: np.ndarray | None) -> np.ndarray:
-    if pinned is not None and len(pinned):
-        rows = np.concatenate([rows, np.asarray(pinned, dtype=rows.dtype)])
-    return np.unique(rows)
+def _with_pinned(rows: np.ndarray, *pinned: np.ndarray | None) -> np.ndarray:
+    more = [np.asarray(p, dtype=rows.dtype) for p in pinned if p is not None and len(p)]
+    return np.unique(np.concatenate([rows, *more]) if more else rows)
 
 
 def _ordered(bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:

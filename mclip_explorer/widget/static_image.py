@@ -18,7 +18,7 @@ from mclip_explorer.interop.png import map_png
 from mclip_explorer.widget.codecs import encode_column
 
 PNG = "image/png"
-MAX_PICTURE_POINTS = 1_000_000
+MAX_PICTURE_POINTS = 250_000  # a 640 x 420 picture: ~1 point per pixel already
 _log = logging.getLogger(__name__)
 
 

@@ -18,6 +18,7 @@ from tests.browser.test_explorer_browser import TO_PIXELS, selected_in_python
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_explorer")]
 BUDGET = 12
+EDGES = 4  # the whole map's sample also holds its leftmost, rightmost, lowest and highest point
 CODE = """\
 import sys, json
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_zoomed_out_it_draws_a_density_and_a_bounded_sample(page: Any) -> None:
     n = kernel(page, "print(json.dumps(int(len(coll.items))))")
     assert page.locator(".mx-status").inner_text().startswith(f"{n} points")
     assert page.evaluate(DENSITY_VISIBLE)
-    assert 0 < page.evaluate(DRAWN) <= BUDGET
+    assert 0 < page.evaluate(DRAWN) <= BUDGET + EDGES
     assert kernel(page, "print(json.dumps(w.lod_active))") is True
     screenshot(page, "lod-overview")
 
@@ -120,7 +121,7 @@ def test_zooming_in_shows_every_real_point_and_they_hover(page: Any) -> None:
     page.locator('.mx-map .modebar-btn[data-title="Reset axes"]').click()
     page.wait_for_function("() => document.querySelector('.mx-map').dataset.complete === 'false'",
                            timeout=20_000)
-    assert page.evaluate(DRAWN) <= BUDGET
+    assert page.evaluate(DRAWN) <= BUDGET + EDGES
 
 
 def test_box_selection_over_the_density_covers_undrawn_points(page: Any) -> None:
@@ -216,4 +217,44 @@ def test_gap_layout_is_fetched_by_viewport(page: Any) -> None:
         page.wait_for_timeout(200)
     assert drawn and drawn <= want, "the drawn points are not the gap layout's"
     page.locator(".mx-view").select_option("map")
+    assert page.page_errors == []
+
+
+def test_points_that_only_add_to_the_drawn_ones_are_appended(page: Any) -> None:
+    """Highlighting undrawn items brings them in with the viewport's refresh: appended with one
+    Plotly.extendTraces (their rings in the same call), every drawn point kept."""
+    coords = kernel(page, "print(json.dumps(coll.coords.tolist()))")
+    key = [(round(x, 3), round(y, 3)) for x, y in coords]
+    drawn = drawn_xy(page)
+    chosen = [i for i, k in enumerate(key) if k not in drawn][:3]
+    assert len(chosen) == 3
+    want = {key[i] for i in chosen}
+    counters = """() => { const m = document.querySelector('.mx-map');
+      return [Number(m.dataset.extends ?? 0), Number(m.dataset.renders)]; }"""
+    before = page.evaluate(counters)
+    try:
+        kernel(page, f"w.highlight({chosen}); print(1)")
+        for _ in range(50):
+            if want <= drawn_xy(page):
+                break
+            page.wait_for_timeout(200)
+        assert drawn_xy(page) == drawn | want
+        after = page.evaluate(counters)
+        assert after[0] == before[0] + 1, "not appended with extendTraces"
+        assert after[1] == before[1] + 2  # the rings' restyle (none drawn yet), then the append
+        rings = page.evaluate("""() => { const t = document.querySelector('.mx-map').data
+          .find(t => t.name === 'highlighted'); return Array.from(t.x, (x, i) => [x, t.y[i]]); }""")
+        assert {(round(x, 3), round(y, 3)) for x, y in rings} == want
+        # Each appended point joined the trace of its own colour.
+        colour = kernel(page, 'print(json.dumps(coll.items["colour"].fillna("").tolist()))')
+        kinds = kernel(page, 'print(json.dumps(coll.items["kind"].tolist()))')
+        traces = page.evaluate("""() => document.querySelector('.mx-map').data
+          .map(t => [t.name, Array.from(t.x, (x, i) => [x, t.y[i]])])""")
+        trace_of = {(round(x, 3), round(y, 3)): name for name, points in traces
+                    if name not in ("highlighted", "selected") for x, y in points}
+        for i in chosen:
+            expected = "text items" if kinds[i] == "text" else (colour[i] or "(none)")
+            assert trace_of[key[i]] == expected
+    finally:
+        kernel(page, "w.highlight([]); print(1)")
     assert page.page_errors == []

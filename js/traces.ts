@@ -1,0 +1,42 @@
+// Building blocks of the map's traces: colour categories, their palette, marker size, and
+// picking the values of a subset of points out of typed arrays.
+
+export const CATEGORY_COLOURS = [
+  "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+  "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
+];
+
+/** Point indices of each colour category (image items only) and of the text items. */
+export function groupByCode(kinds: Uint8Array, codes: Uint8Array, nLabels: number) {
+  const counts = new Uint32Array(nLabels + 1);
+  for (let i = 0; i < kinds.length; i++) counts[kinds[i] ? nLabels : Math.min(codes[i], nLabels - 1)]++;
+  const groups = Array.from(counts, (c) => new Uint32Array(c));
+  const fill = new Uint32Array(nLabels + 1);
+  for (let i = 0; i < kinds.length; i++) {
+    const g = kinds[i] ? nLabels : Math.min(codes[i], nLabels - 1);
+    groups[g][fill[g]++] = i;
+  }
+  return { categories: groups.slice(0, nLabels), text: groups[nLabels] };
+}
+
+/** A category named after a CSS colour ("red", "navy") is drawn in it; others get the palette. */
+export function categoryColour(label: string, index: number): string {
+  const named = /^[a-z]{3,20}$/i.test(label) && typeof CSS !== "undefined" && CSS.supports("color", label);
+  return named ? label.toLowerCase() : CATEGORY_COLOURS[index % CATEGORY_COLOURS.length];
+}
+
+export function pick(values: Float32Array, index: Uint32Array): Float32Array {
+  const out = new Float32Array(index.length);
+  for (let i = 0; i < index.length; i++) out[i] = values[index[i]];
+  return out;
+}
+
+export function pickBytes(values: Uint8Array, index: Uint32Array): Uint8Array {
+  const out = new Uint8Array(index.length);
+  for (let i = 0; i < index.length; i++) out[i] = values[index[i]];
+  return out;
+}
+
+export function markerSize(n: number): number {
+  return n < 2_000 ? 8 : n < 50_000 ? 5 : n < 300_000 ? 3 : 2;
+}
