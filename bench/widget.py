@@ -386,14 +386,18 @@ def compare_report(results: list[dict[str, Any]], note: str = "") -> str:
         "Pan step: press, one 134 px move, release; zoom: one mouse-wheel step (240 px) at "
         "the centre; "
         "each timed from the gesture's start until any level-of-detail answer arrived and "
-        "two frames in a row took under 50 ms (median of 3).",
+        "two frames in a row took under 50 ms (median of 3; the first pan, 0.5 s after the "
+        "first paint, also on its own). Load average (1 min) before and after each row.",
         "",
-        "| widget | points | first paint | pan step | zoom step |",
-        "|---|---:|---:|---:|---:|",
+        "| widget | points | first paint | pan step | first pan | zoom step | load |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        first_pan = r.get("pans", [float("nan")])[0]
+        load = r.get("load", [float("nan")] * 2)
         lines.append(f"| {r['widget']} | {r['n']:,} | {r['first_paint_s']:.2f} s | "
-                     f"{r['pan_ms']:.0f} ms | {r['zoom_ms']:.0f} ms |")
+                     f"{r['pan_ms']:.0f} ms | {first_pan:.0f} ms | {r['zoom_ms']:.0f} ms | "
+                     f"{load[0]:.1f} -> {load[1]:.1f} |")
     lines.append("")
     if note:
         lines += [note, ""]
@@ -408,12 +412,14 @@ def compare(sizes: list[int], ours_only: list[int], out: Path | None, note: str)
           chromium(Path(tmp) / "chromium") as context):
         runs = [(kind, n) for n in sizes for kind in MAKE] + [("ours", n) for n in ours_only]
         for kind, n in runs:
+            load = os.getloadavg()[0]
             try:
                 results.append(compare_one(context, lab, kind, n))
             except Exception as exc:  # noqa: BLE001 - one failing widget must not lose the rest
                 results.append({"widget": kind, "n": n, "first_paint_s": float("nan"),
                                 "pan_ms": float("nan"), "zoom_ms": float("nan"),
                                 "error": f"{type(exc).__name__}: {exc}"[:300]})
+            results[-1]["load"] = [load, os.getloadavg()[0]]
             print(json.dumps(results[-1]), flush=True)
     text = compare_report(results, note)
     if out is not None:

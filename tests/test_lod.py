@@ -11,8 +11,8 @@ from mclip_explorer.widget.lod import (
     grid_size,
     in_box,
     in_polygon,
-    overview,
     sample_view,
+    stratified_sample,
 )
 
 
@@ -80,10 +80,15 @@ def test_pinned_points_are_always_returned(index: MapIndex) -> None:
 def test_scan_path_for_huge_views_stays_inside_and_bounded() -> None:
     xy = clustered(300_000, seed=3)
     index = MapIndex(xy)
-    bounds = (-20.0, 20.0, -20.0, 20.0)
+    bounds = (-20.0, 20.0, -20.0, 4.0)
     got, complete = index.query(bounds, budget=10)  # estimate >> 4 * budget: priority scan
     assert not complete and len(got) == 10
     assert in_box(xy[got], bounds).all()
+    # Around every point: the whole map's sample, with its 4 extreme points.
+    got, _ = index.query((-20.0, 20.0, -20.0, 20.0), budget=10)
+    ends = {int(xy[:, 0].argmin()), int(xy[:, 0].argmax()), int(xy[:, 1].argmin()),
+            int(xy[:, 1].argmax())}
+    assert 10 <= len(got) <= 14 and ends <= set(got.tolist())
 
 
 def test_density_counts_match_a_histogram(points: np.ndarray, index: MapIndex) -> None:
@@ -154,8 +159,10 @@ def test_bad_input_is_refused() -> None:
     assert grid_size(10) == 8 and grid_size(10**9) == 1024
 
 
-def test_overview_without_the_full_index(points: np.ndarray, index: MapIndex) -> None:
-    rows, complete, density = overview(points, budget=200, pinned=np.array([3, 4]))
+def test_the_first_view_without_the_full_index(points: np.ndarray, index: MapIndex) -> None:
+    counts = GridCounts(points)  # one counting pass
+    rows, complete = sample_view(counts, None, budget=200, pinned=np.array([3, 4]))
+    density = counts.density(None)
     full = index.density(None)
     np.testing.assert_array_equal(density.counts, full.counts)  # every point counted
     assert (density.x0, density.y0, density.dx, density.dy) == (full.x0, full.y0, full.dx,
@@ -174,7 +181,7 @@ def test_overview_without_the_full_index(points: np.ndarray, index: MapIndex) ->
         counts[b] = counts.get(b, 0) + 1
     busy = {b for b, c in counts.items() if c >= len(points) // 100}
     assert len(busy) >= 8 and busy <= {block[i] for i in rows.tolist()}
-    small, complete, _ = overview(points[:100], budget=200)
+    small, complete = sample_view(GridCounts(points[:100]), None, budget=200)
     assert complete and small.tolist() == list(range(100))
 
 
@@ -230,3 +237,21 @@ def test_a_viewport_sample_without_the_index(points: np.ndarray) -> None:
     assert not complete and len(got) == 100 and in_box(points[got], wide).all()
     with pytest.raises(ValueError, match="budget"):
         sample_view(counts, None, 0)
+
+
+def test_the_points_drawn_first_come_back_for_the_whole_map(points: np.ndarray) -> None:
+    """An index told which sample is drawn already answers any view of the whole map with it
+    (nothing to redraw after the first pan)."""
+    counts = GridCounts(points)
+    head, _ = stratified_sample(counts, None, budget=300)  # what the first paint drew
+    assert len(head) == 300
+    index = MapIndex(points, counts=counts, first=head)
+    again, _ = index.query(None, budget=len(head))
+    np.testing.assert_array_equal(again, np.union1d(head, counts.extremes))
+    around, _ = index.query((-60.0, 60.0, -60.0, 60.0), budget=len(head))
+    np.testing.assert_array_equal(around, again)
+    np.testing.assert_array_equal(np.sort(index.by_priority[:len(head)]), np.sort(head))
+    assert sorted(index.by_priority.tolist()) == list(range(len(points)))
+    bounds = (-3.0, 1.5, 2.0, 6.0)  # other views: as without a head, inside and bounded
+    got, complete = index.query(bounds, budget=20)
+    assert not complete and len(got) == 20 and in_box(points[got], bounds).all()

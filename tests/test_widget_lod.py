@@ -209,3 +209,20 @@ def test_viewports_are_answered_while_the_index_is_built(coll: Any, monkeypatch:
     reply, buffers = front.request("viewport", layout="map", **box)  # from the index now
     assert built == [True] and reply["complete"]
     assert isinstance(front.widget._indexes["map"], SlowIndex)
+
+
+@pytest.mark.parametrize("margin", [None, 1.0])
+def test_a_view_of_the_whole_map_gets_the_points_drawn_at_load(coll: Any, margin: Any) -> None:
+    """Once the index is built, a view around every point (a pan at full zoom-out) gets the same
+    points as the first paint: the page has nothing to redraw."""
+    # 3 points: the first paint samples a random subset of 8 x 3 < 47 points, not the index.
+    front = Front(ExplorerWidget(coll, color_by="colour", lod_threshold=5, lod_points=3))
+    shown = np.sort(u32(front.widget._ids))
+    front.widget._index("map")  # waits for the build thread
+    xy = coll.coords
+    box = {} if margin is None else {
+        "x0": float(xy[:, 0].min() - margin), "x1": float(xy[:, 0].max() + 2 * margin),
+        "y0": float(xy[:, 1].min() - 3 * margin), "y1": float(xy[:, 1].max() + margin)}
+    reply, buffers = front.request("viewport", layout="map", **box)
+    assert reply["ok"] and not reply["complete"]
+    np.testing.assert_array_equal(np.sort(u32(buffers[1])), shown)

@@ -77,6 +77,7 @@ class GridCounts:
         lo = np.array([x[ends[0]], y[ends[2]]] if n else [0, 0], np.float64)
         hi = np.array([x[ends[1]], y[ends[3]]] if n else [1, 1], np.float64)
         self.lo = lo
+        self._span = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))  # of the points
         # A little margin so the maximum falls inside the last cell.
         self.cell_size = np.maximum(hi - lo, 1e-9) * (1 + 1e-6) / g
         self.cell = self._cells(xy)  # row-major cell of each point; the index sorts by it
@@ -102,6 +103,14 @@ class GridCounts:
         return Density(summed.astype(np.float32), float(self.lo[0] + cols[0] * self.cell_size[0]),
                        float(self.lo[1] + rows[0] * self.cell_size[1]), float(size[0]),
                        float(size[1]))
+
+    def covers_all(self, bounds: tuple[float, float, float, float] | None) -> bool:
+        """Whether ``bounds`` (``None``: the whole map) hold every point."""
+        if bounds is None:
+            return True
+        x0, x1, y0, y1 = _ordered(bounds)
+        return x0 <= self._span[0] and x1 >= self._span[1] and y0 <= self._span[2] and (
+            y1 >= self._span[3])
 
     def bounds(self) -> tuple[float, float, float, float]:
         """``(x0, x1, y0, y1)`` of all points."""
@@ -148,10 +157,12 @@ class MapIndex(GridCounts):
         seed: Seed of the random ranks (fixed: the same map gives the same samples).
         counts: The same points already counted (:class:`GridCounts` of ``xy``): its cells
             are reused instead of computed again (``xy`` and ``grid`` are then ignored).
+        first: Points that come first in the priority order (the sample already drawn, so a
+            view of the whole map gets the same points again: nothing to redraw).
     """
 
     def __init__(self, xy: np.ndarray, grid: int | None = None, seed: int = 0, *,
-                 counts: GridCounts | None = None) -> None:
+                 counts: GridCounts | None = None, first: np.ndarray | None = None) -> None:
         if counts is None:
             super().__init__(xy, grid)
         else:
@@ -164,22 +175,25 @@ class MapIndex(GridCounts):
         packed <<= np.uint64(bits)
         packed |= np.arange(n, dtype=np.uint64)  # = rank
         packed |= self.cell.astype(np.uint64) << np.uint64(RANK_BITS)
+        head_values = packed[np.asarray([] if first is None else first, np.int64)]
         packed.sort()  # by cell, then by rank
         dtype = np.int32 if n < 2**31 else np.int64
         self.order = (packed & index_mask).astype(dtype)
         flat = self.counts.ravel()
         self.starts = np.concatenate([[0], np.cumsum(flat)]).astype(np.int64)
-        first = self.starts[:-1][flat > 0]  # sorted position of each occupied cell's first
+        leads = self.starts[:-1][flat > 0]  # sorted position of each occupied cell's first
+        head = np.searchsorted(packed, head_values)  # sorted positions of the `first` points
         packed &= RANK_MASK  # the ranks, in cell order
         reps = np.full(g * g, np.iinfo(np.uint64).max, np.uint64)
-        reps[flat > 0] = packed[first]
+        reps[flat > 0] = packed[leads]
         # Priority: a representative first appears at its quadtree level; the other points
         # follow, the shallowest in their cell first (level L + depth); ties by rank.
         key = np.arange(n, dtype=np.int64)
         key -= np.repeat(self.starts[:-1], flat)  # depth in its cell
-        key += int(math.log2(g))
+        key += int(math.log2(g)) + 1
         np.minimum(key, KEY_MAX, out=key)
-        key[first] = _levels(reps.reshape(g, g))[flat > 0]
+        key[leads] = _levels(reps.reshape(g, g))[flat > 0] + 1
+        key[head] = 0
         packed |= key.astype(np.uint64) << np.uint64(RANK_BITS)
         del key
         packed.sort()
@@ -201,11 +215,18 @@ class MapIndex(GridCounts):
 
         Returns:
             ``(indices, complete)``: sorted point indices, and whether they are every point
-            inside ``bounds``. The whole map's (``bounds`` None) also holds its extreme points
-            (:attr:`GridCounts.extremes`): a view fitted to the drawn points shows all of it.
+            inside ``bounds``. A view of the whole map (``bounds`` None or around every point)
+            also holds its extreme points (:attr:`GridCounts.extremes`): a view fitted to the
+            drawn points shows all of it.
         """
+        rows, complete = self.pick(bounds, budget)
+        return _with_pinned(rows, pinned, self.extremes if self.covers_all(bounds) else None), (
+            complete)
+
+    def pick(self, bounds: tuple[float, float, float, float] | None, budget: int) -> tuple[
+            np.ndarray, bool]:
+        """:meth:`query` without the pinned and extreme points (indices not sorted)."""
         _check_budget(budget)
-        whole = bounds is None
         bounds = self.bounds() if bounds is None else bounds
         cols, rows = self._cell_range(bounds)
         estimate = int(self.counts[rows[0]:rows[1], cols[0]:cols[1]].sum())
@@ -217,7 +238,7 @@ class MapIndex(GridCounts):
                 inside = inside[best]
         else:  # most points are in view: walk the priority order instead of the grid
             inside, complete = self._scan(bounds, budget), False
-        return _with_pinned(inside, pinned, self.extremes if whole else None), complete
+        return inside, complete
 
     def inside(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
         """Indices of every point inside ``bounds`` (edges included), from the grid."""
@@ -274,8 +295,19 @@ def sample_view(counts: GridCounts, bounds: tuple[float, float, float, float] | 
     Returns:
         ``(indices, complete)`` as :meth:`MapIndex.query`.
     """
+    rows, complete = stratified_sample(counts, bounds, budget, seed)
+    return _with_pinned(rows, pinned, counts.extremes if counts.covers_all(bounds) else None), (
+        complete)
+
+
+def stratified_sample(counts: GridCounts, bounds: tuple[float, float, float, float] | None,
+                      budget: int, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """:func:`sample_view` without the pinned and extreme points.
+
+    Any ``bounds`` around every point give the same sample: the whole map's.
+    """
     _check_budget(budget)
-    inside = (np.arange(counts.n) if bounds is None
+    inside = (np.arange(counts.n) if bounds is None or counts.covers_all(bounds)
               else np.flatnonzero(in_box(counts.xy, bounds)))
     complete = len(inside) <= budget
     if not complete:
@@ -283,25 +315,9 @@ def sample_view(counts: GridCounts, bounds: tuple[float, float, float, float] | 
             rng = np.random.default_rng(seed)
             inside = inside[np.unique(rng.integers(0, len(inside), 8 * budget))]
         sample = MapIndex(counts.xy[inside], seed=seed)
-        rows, _ = sample.query(sample.bounds(), budget)
-        inside = inside[rows]
-    return _with_pinned(inside, pinned, counts.extremes if bounds is None else None), complete
-
-
-def overview(xy: np.ndarray | GridCounts, budget: int, pinned: np.ndarray | None = None,
-             seed: int = 0) -> tuple[np.ndarray, bool, Density]:
-    """A first view without the full index: every point's density, and a sample.
-
-    The density comes from one counting pass over all points (the same grid as
-    ``MapIndex(xy)``; pass a :class:`GridCounts` to reuse one); the sample is
-    :func:`sample_view`'s for the whole map.
-
-    Returns:
-        ``(indices, complete, density)`` as :meth:`MapIndex.query` and ``density(None)``.
-    """
-    counts = xy if isinstance(xy, GridCounts) else GridCounts(xy)
-    rows, complete = sample_view(counts, None, budget, pinned, seed)
-    return rows, complete, counts.density(None)
+        rows, _ = sample.pick(None, budget)
+        inside = inside[np.sort(rows)]
+    return inside, complete
 
 
 def _check_budget(budget: int) -> None:

@@ -26,8 +26,8 @@ from mclip_explorer.widget.lod import (
     MapIndex,
     in_box,
     in_polygon,
-    overview,
     sample_view,
+    stratified_sample,
 )
 
 if TYPE_CHECKING:
@@ -87,9 +87,12 @@ class MapDetail(traitlets.HasTraits):
             # until it is done). It uses no BLAS, so it cannot hang the user's numpy work the
             # way a build thread can.
             counts = GridCounts(self._layout_xy("map"))
-            self._shown, complete, density = overview(counts, self.lod_points,
-                                                      self._pinned(None, None))
-            self._build_index("map", counts)
+            sample, complete = stratified_sample(counts, None, self.lod_points)
+            self._shown = np.unique(np.concatenate([sample, self._pinned(None, None),
+                                                    counts.extremes]))
+            density = counts.density(None)
+            # The index puts this sample first: views of the whole map get it back unchanged.
+            self._build_index("map", counts, sample)
             has_text = bool(self._point_is_text.any())
             self._lod_state = {"total": len(self._point_ids), "complete": complete,
                                "has_text": has_text, **_density_state(density)}
@@ -122,12 +125,12 @@ class MapDetail(traitlets.HasTraits):
             self._indexes[layout] = MapIndex(self._layout_xy(layout))
         return self._indexes[layout]
 
-    def _build_index(self, layout: str, counts: GridCounts) -> None:
+    def _build_index(self, layout: str, counts: GridCounts, first: np.ndarray) -> None:
         result: list[Any] = [None]
 
         def build() -> None:
             try:
-                result[0] = MapIndex(counts.xy, counts=counts)
+                result[0] = MapIndex(counts.xy, counts=counts, first=first)
             except BaseException as exc:  # noqa: BLE001 - re-raised where the index is used
                 result[0] = exc
 
