@@ -198,3 +198,23 @@ def test_a_sampled_map_never_reads_the_collection_index():
     assert not layout.samples_map(100, "umap", 100)
     with pytest.raises(ValueError, match="map sample size"):
         layout.samples_map(400, "auto", 1)
+
+
+def test_pca_reads_a_memory_mapped_store_a_chunk_at_a_time(tmp_path: Path, monkeypatch):
+    from mclip_explorer.collection import projection
+
+    monkeypatch.setattr(projection, "_PCA_CHUNK", 4096)
+    n, dim = 480_000, 64  # the rows asked for are 61 MB as float32
+    store_rows = np.lib.format.open_memmap(tmp_path / "e.npy", mode="w+", dtype=np.float16,
+                                           shape=(n, dim))
+    store_rows[:] = blobs(n, dim=dim, clusters=6, seed=6)[0]
+    rows = np.arange(0, n, 2)
+    coords, peak = peak_of(lambda: projection.pca_preview(store_rows, rows))
+    assert peak < len(rows) * dim * 4 / 4  # a quarter of one float32 copy of the rows
+    # The same projection as on an in-memory float32 copy (each component up to its sign,
+    # which both fix the same way).
+    expected = projection.pca_preview(np.asarray(store_rows[rows], dtype=np.float32))
+    np.testing.assert_allclose(coords, expected, atol=1e-4)
+    store_rows[rows[7]] = np.nan
+    with pytest.raises(ValueError, match=f"vectors row {rows[7]} is not finite"):
+        projection.pca_preview(store_rows, rows)

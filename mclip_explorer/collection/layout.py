@@ -78,7 +78,7 @@ def first_map(index: VectorIndex, embeddings: np.ndarray, ids: np.ndarray, metho
         # The stored embeddings, not a copy out of hnswlib (see VectorIndex.knn_graph).
         knn = index.knn_graph(MAP_NEIGHBORS + 1, vectors_by_id=embeddings) \
             if len(ids) > MAP_NEIGHBORS and method != "pca" else None
-        coords[ids], params = fit_map(embeddings[ids], knn=knn, ids=ids,
+        coords[ids], params = fit_map(embeddings, rows=ids, knn=knn, ids=ids,
                                       method=cast(Method, method), random_state=seed,
                                       n_neighbors=MAP_NEIGHBORS, progress=progress)
         stretch[ids] = 0.0
