@@ -1,16 +1,16 @@
 """Beyond RAM: build time, peak memory, search p95 and map time of 1M-2M-item collections.
 
 Each size runs in a fresh process (peak RSS is per process). The vectors are the CLIP-like
-clustered embeddings of ``bench/collection.py`` (never uniform random vectors), written once as
-a float16 ``.npy`` by a separate process and memory-mapped by the measured one, the way encoded
-vectors reach the collection from its cache. The measured process then runs the build path of
-``Collection.build`` after encoding (``Collection._assemble``: index, map, commit; there is no
-public entry that takes precomputed vectors yet), reopens the collection with ``Collection.open``
-and searches it with ``Collection.search``.
+clustered embeddings of ``bench/collection.py`` (never uniform random vectors), written once by a
+separate process as a clip-retrieval style pair: a float16 ``img_emb.npy`` and a
+``metadata.parquet`` (a WebDataset key and an URL per item). The measured process imports them
+through the public API, ``Collection.from_embeddings`` (normalise into the stored precision,
+index, map, commit), reopens the collection with ``Collection.open`` and searches it with
+``Collection.search``.
 
     nice -n 19 python bench/scale_memory.py --sizes 1000000 2000000 --json /tmp/scale.json
 
-Memory is ``ru_maxrss`` (peak resident set, file-backed pages of memory maps included) and a
+Memory is ``VmHWM`` (peak resident set, file-backed pages of memory maps included) and a
 sampler of ``/proc/self/status`` (peak anonymous and file-backed resident memory separately).
 tracemalloc is not used: it cannot see hnswlib's C++ allocations, the largest part.
 """
@@ -51,19 +51,35 @@ GiB = 1024 ** 3
 
 
 # --------------------------------------------------------------------------------- data
-def vectors_file(n: int) -> Path:
-    """``n + QUERIES`` float16 unit vectors (items, then held-out queries), made once."""
-    path = CACHE / f"scale-{n}-{DIM}.f16.npy"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                        shape=(n + QUERIES, DIM))
-        clustered(n + QUERIES, seed=0, chunk=50_000, out=out)
-        out.flush()
-        del out
-        tmp.replace(path)
-    return path
+def source_files(n: int) -> tuple[Path, Path, Path]:
+    """``(img_emb.npy, metadata.parquet, queries.npy)`` for ``n`` items, made once.
+
+    Items and held-out queries are one draw of ``n + QUERIES`` float16 unit vectors.
+    """
+    import pandas as pd
+
+    folder = CACHE / f"scale-{n}-{DIM}"
+    files = folder / "img_emb.npy", folder / "metadata.parquet", folder / "queries.npy"
+    if all(p.exists() for p in files):
+        return files
+    folder.mkdir(parents=True, exist_ok=True)
+    both = folder / "both.tmp.npy"
+    out = np.lib.format.open_memmap(both, mode="w+", dtype=np.float16, shape=(n + QUERIES, DIM))
+    clustered(n + QUERIES, seed=0, chunk=50_000, out=out)
+    out.flush()
+    np.save(files[2], np.asarray(out[n:]))
+    with open(folder / "img_emb.tmp", "wb") as handle:  # streamed from the map, never copied
+        np.lib.format.write_array_header_1_0(handle, {
+            "descr": "<f2", "fortran_order": False, "shape": (n, DIM)})
+        for start in range(0, n, 65_536):
+            handle.write(np.ascontiguousarray(out[start:min(n, start + 65_536)]))
+    del out
+    both.unlink()
+    (folder / "img_emb.tmp").replace(files[0])
+    pd.DataFrame({"key": [f"{i:09d}" for i in range(n)],
+                  "url": [f"https://example.com/img/{i:09d}.jpg" for i in range(n)]}
+                 ).to_parquet(files[1], index=False)
+    return files
 
 
 # ------------------------------------------------------------------------------- memory
@@ -96,53 +112,60 @@ class ProcSampler:
         self.sample()
 
 
+def current_rss() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
+
+
 def peak_rss() -> int:
+    """VmHWM, this process's peak resident set: unlike ``ru_maxrss`` it is not inherited across
+    ``exec`` from the parent (which made the data and may have been larger)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # --------------------------------------------------------------------------------- run
 def run_one(n: int, sample: int, ef_construction: int | None,
             map_method: str = "auto") -> dict[str, Any]:
-    """Build, reopen and search one collection of ``n`` items in this process."""
-    import pandas as pd
-
+    """Import, reopen and search one collection of ``n`` items in this process."""
     from mclip_explorer.collection import Collection, building, layout
     from mclip_explorer.collection.index import VectorIndex
     from mclip_explorer.models.toy import ToyEncoder
 
-    data = np.load(vectors_file(n), mmap_mode="r")
-    items, queries = data[:n], np.asarray(data[n:], dtype=np.float32)
+    emb, meta, queries_file = source_files(n)
+    queries = np.load(queries_file).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    frame = pd.DataFrame({"path": [f"shard-{i // 10_000:05d}.tar/{i:09d}.jpg"
-                                   for i in range(n)]})
-    frame["kind"] = "image"
     if ef_construction:  # the image index only; memory does not depend on it (links are M-bound)
         Collection._new_index = lambda self: VectorIndex(  # type: ignore[method-assign]
             self.dim, ef_construction=ef_construction)
-    peaks: dict[str, float] = {}  # ru_maxrss when each stage ended: where the peak comes from
+    stages: list[tuple[str, float]] = []  # ru_maxrss when each stage ended: where the peak is
 
-    def noting(owner: Any, name: str, stage: str) -> Any:
+    def noting(owner: Any, name: str) -> Any:
         original = getattr(owner, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             out = original(*args, **kwargs)
-            peaks.setdefault(stage, round(peak_rss() / GiB, 3))
+            stages.append((name, round(peak_rss() / GiB, 3)))
             return out
 
         setattr(owner, name, call)
         return original
 
-    originals = [(building, "index_vectors", noting(building, "index_vectors", "after_index")),
-                 (layout, "fit_map", noting(layout, "fit_map", "after_map_fit"))]
+    originals = [(building, "index_vectors", noting(building, "index_vectors")),
+                 (layout, "fit_map", noting(layout, "fit_map")),
+                 (layout, "first_map", noting(layout, "first_map"))]
     watch = Stopwatch()
     watch.wrap(building, "index_vectors", "index")
+    baseline = current_rss()  # interpreter, NumPy, pandas, the queries: before the build
     with tempfile.TemporaryDirectory(dir=CACHE) as folder, ProcSampler() as proc:
         out = Path(folder) / "coll"
-        out.mkdir()
         start, cpu = time.perf_counter(), time.process_time()
-        coll = Collection._assemble(out, frame, items, ToyEncoder(dim=DIM), device=None,
-                                    precision="float16", map_method=map_method, map_sample=sample,
-                                    progress=False)
+        coll = Collection.from_embeddings((emb, meta), model=ToyEncoder(dim=DIM), out=out,
+                                          texts=False, progress=False, map_method=map_method,
+                                          map_sample=sample)
         build_s, build_cpu = time.perf_counter() - start, time.process_time() - cpu
         build_peak = peak_rss()
         watch.restore()
@@ -154,7 +177,7 @@ def run_one(n: int, sample: int, ef_construction: int | None,
         index_bytes, vector_bytes = index_file.stat().st_size, emb_file.stat().st_size
         del coll
         start = time.perf_counter()
-        coll = Collection.open(out)
+        coll = Collection.open(out, model=ToyEncoder(dim=DIM))
         open_s = time.perf_counter() - start
         stored = coll._embeddings
         memory_mapped = isinstance(stored, np.memmap)
@@ -184,7 +207,8 @@ def run_one(n: int, sample: int, ef_construction: int | None,
         "ef": coll._indexes["image"].search_ef,
         "vectors_gib": round(vector_bytes / GiB, 3), "index_gib": round(index_bytes / GiB, 3),
         "index_bytes_per_item": round(index_bytes / n, 1),
-        "peak_build_gib": round(build_peak / GiB, 3), "peak_by_stage_gib": peaks,
+        "baseline_gib": round(baseline / GiB, 3), "peak_build_gib": round(build_peak / GiB, 3),
+        "peak_after_stage_gib": stages,
         "peak_total_gib": round(peak_rss() / GiB, 3),
         "peak_anon_gib": round(proc.peak["RssAnon"] / GiB, 3),
         "peak_file_gib": round(proc.peak["RssFile"] / GiB, 3),
@@ -243,7 +267,7 @@ def main() -> None:
         return
     rows = []
     for n in args.sizes:
-        vectors_file(n)  # made here, outside the measured process
+        source_files(n)  # made here, outside the measured process
         extra = ["--ef-construction", str(args.ef_construction)] if args.ef_construction else []
         extra += ["--map-method", args.map_method]
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--map-sample",

@@ -32,9 +32,13 @@ if TYPE_CHECKING:
 
 
 def write_generation(folder: Path, manifest: dict[str, Any], roles: set[str], *,
-                     items: pd.DataFrame, embeddings: np.ndarray, coords: np.ndarray,
-                     stretch: np.ndarray, indexes: dict[str, Any]) -> np.ndarray:
+                     items: pd.DataFrame, embeddings: np.ndarray | list[np.ndarray],
+                     coords: np.ndarray, stretch: np.ndarray,
+                     indexes: dict[str, Any]) -> np.ndarray:
     """Write ``roles`` as generation files, then commit ``manifest`` (updated in place).
+
+    ``embeddings`` may be a list of row blocks (the stored rows, then appended ones): they are
+    written as one file without being concatenated in memory.
 
     Returns:
         ``embeddings`` in the stored precision, memory-mapped from the new file when it was
@@ -118,14 +122,16 @@ def _check_current(folder: Path, generation: int) -> None:
 
 
 def _write_files(folder: Path, manifest: dict[str, Any], roles: set[str], *,
-                 items: pd.DataFrame, embeddings: np.ndarray, coords: np.ndarray,
-                 stretch: np.ndarray, indexes: dict[str, Any]) -> np.ndarray:
+                 items: pd.DataFrame, embeddings: np.ndarray | list[np.ndarray],
+                 coords: np.ndarray, stretch: np.ndarray,
+                 indexes: dict[str, Any]) -> np.ndarray:
     generation = int(manifest["generation"]) + 1
     dtype = np.float16 if manifest["precision"] == "float16" else np.float32
-    stored = embeddings.astype(dtype, copy=False)
+    parts = [p.astype(dtype, copy=False)
+             for p in (embeddings if isinstance(embeddings, list) else [embeddings])]
     writers: dict[str, Callable[[Path], FileRecord]] = {
         "items": lambda p: store.save_parquet(p, store.stored_items(items, folder)),
-        "embeddings": lambda p: store.save_npy(p, stored),
+        "embeddings": lambda p: store.save_npy_rows(p, parts),
         "coords": lambda p: store.save_npy(p, coords),
         "stretch": lambda p: store.save_npy(p, stretch),
     }
@@ -166,7 +172,7 @@ def _write_files(folder: Path, manifest: dict[str, Any], roles: set[str], *,
     _remove_old(folder, files)
     if files.get("embeddings") and "embeddings" in roles:
         return store.load_npy(folder / files["embeddings"]["name"], what="embeddings", mmap=True)
-    return stored
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _check_carried(folder: Path, files: dict[str, Any], roles: set[str]) -> None:

@@ -107,8 +107,12 @@ class CollectionState:
         self._coords[ids] = np.nan
         self._stretch[ids] = np.nan
 
-    def _commit(self, roles: set[str]) -> None:
-        """Write the changed roles as a new generation and switch the manifest to it."""
+    def _commit(self, roles: set[str], appended: np.ndarray | None = None) -> None:
+        """Write the changed roles as a new generation and switch the manifest to it.
+
+        ``appended``: embedding rows of new items, written after the stored ones (never
+        concatenated in memory: the stored ones may be a 10 GB memory map).
+        """
         if self.read_only:
             raise CollectionError(f"collection {self.path} is read-only (opened with "
                                   "read_only=True, or the folder cannot be written)")
@@ -116,7 +120,8 @@ class CollectionState:
         self._hits.clear()
         try:
             stored = _commit.write_generation(
-                self.path, self.manifest, roles, items=self._items, embeddings=self._embeddings,
+                self.path, self.manifest, roles, items=self._items,
+                embeddings=self._embeddings if appended is None else [self._embeddings, appended],
                 coords=self._coords, stretch=self._stretch, indexes=self._indexes)
             self._embeddings = stored if self._memory_map else np.array(stored)
         except BaseException:

@@ -229,8 +229,8 @@ def encode_images(
         How many items were sent to the encoder (0 when everything was cached).
     """
     todo: dict[str, Any] = {}
-    for key, payload in zip(keys, payloads, strict=True):
-        if key is not None and key not in cache and key not in todo:
+    for key, payload, absent in zip(keys, payloads, cache.missing(keys), strict=True):
+        if key is not None and absent and key not in todo:
             todo[key] = payload  # the first of several identical files stands for all
     if not todo:
         return 0
@@ -277,7 +277,8 @@ def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], 
                  batch_size: int = 32, progress: bool = False) -> list[str]:
     """Encode texts not cached yet with the text tower; return their cache keys."""
     keys = [text_key(text) for text in texts]
-    todo = {key: text for key, text in zip(keys, texts, strict=True) if key not in cache}
+    todo = {key: text for key, text, absent in zip(keys, texts, cache.missing(keys), strict=True)
+            if absent}
     if todo:
         vectors = encoder.encode_text(list(todo.values()), batch_size=batch_size,
                                       progress=progress)
@@ -287,10 +288,13 @@ def encode_texts(encoder: Encoder, cache: EmbeddingCache, texts: Sequence[str], 
 
 def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | None,
                   num_workers: int | None, shard_size: int, progress: bool,
-                  encode: Callable[..., int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                  encode: Callable[..., int] | None = None,
+                  dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
     """Hash, encode (cache misses only) and look up a source; returns its rows and vectors.
 
-    ``encode`` replaces :func:`encode_images` (same arguments): the Ray engine's hook.
+    The vectors (``dtype``, NaN rows for failures) are a scratch memory map in the collection
+    folder (see :func:`.store.scratch_rows`), not an array in memory. ``encode`` replaces
+    :func:`encode_images` (same arguments): the Ray engine's hook.
     """
     cache_root = folder / store.CACHE_DIR
     known = load_file_facts(cache_root)
@@ -311,7 +315,8 @@ def encode_source(folder: Path, items: Any, encoder: Encoder, batch_size: int | 
     (encode or encode_images)(encoder, cache, hashed.sha256, payloads,
                               batch_size=batch_size or 32, num_workers=num_workers,
                               shard_size=shard_size, progress=progress)
-    vectors, reasons = cache.lookup(hashed.sha256)
+    vectors = store.scratch_rows(folder, len(hashed.sha256), encoder.dim, dtype)
+    reasons = cache.lookup_into(hashed.sha256, vectors)
     for position, reason in hashed.errors.items():
         reasons[position] = reason
     frame["path"] = paths

@@ -19,7 +19,7 @@ from mclip_explorer.collection import building, engines, projection, search, sto
 from mclip_explorer.collection._loading import check_model, load_encoder
 from mclip_explorer.collection._state import KINDS as KINDS
 from mclip_explorer.collection._state import CollectionState
-from mclip_explorer.collection.layout import MAP_SAMPLE, first_map
+from mclip_explorer.collection.layout import MAP_SAMPLE, first_map, samples_map
 from mclip_explorer.collection.projection import MAP_NEIGHBORS as MAP_NEIGHBORS
 from mclip_explorer.collection.projection import PLACE_K as PLACE_K
 from mclip_explorer.collection.sources import item_identity, text_items
@@ -95,7 +95,8 @@ class Collection(CollectionState):
         frame, vectors = engines.encode(
             folder, items, encoder, engine=engine, model=model,
             device=device, batch_size=batch_size, num_workers=num_workers,
-            shard_size=shard_size, progress=progress, address=address, concurrency=concurrency)
+            shard_size=shard_size, progress=progress, address=address, concurrency=concurrency,
+            dtype=np.float16 if precision == "float16" else np.float32)
         return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
                              map_method=map_method, map_sample=map_sample, progress=progress)
 
@@ -104,7 +105,8 @@ class Collection(CollectionState):
                         out: str | Path, vectors_model: str | None = None,
                         column: str | None = None, texts: bool = True,
                         device: str | None = None, progress: bool = True,
-                        precision: str = "float16", map_method: str = "auto") -> Collection:
+                        precision: str = "float16", map_method: str = "auto",
+                        map_sample: int = MAP_SAMPLE) -> Collection:
         """Open embeddings made elsewhere (clip-retrieval, LAION, parquet, DataFrame) unencoded.
 
         See :func:`mclip_explorer.collection.imported.from_embeddings` and docs/interop.md.
@@ -113,7 +115,8 @@ class Collection(CollectionState):
 
         return from_embeddings(cls, source, model=model, out=out, vectors_model=vectors_model,
                                column=column, texts=texts, device=device, progress=progress,
-                               precision=precision, map_method=map_method)
+                               precision=precision, map_method=map_method,
+                               map_sample=map_sample)
 
     @classmethod
     def _assemble(cls, folder: Path, frame: pd.DataFrame, vectors: np.ndarray, encoder: Encoder,
@@ -136,11 +139,17 @@ class Collection(CollectionState):
         coll = cls(folder, manifest, frame, vectors, np.empty((0, 2), np.float32),
                    np.empty(0, np.float32), {}, encoder, device)
         good = coll._live_ids("image")
-        coll._indexes = {"image": building.index_vectors(coll._new_index(), good, vectors,
-                                                         progress=progress)}
-        coll._coords, coll._stretch, params = first_map(coll._indexes["image"], vectors, good,
-                                                        map_method, progress,
-                                                        sample_max=map_sample)
+        index = coll._new_index()
+        # A map fitted on every image reads the index's kNN graph; a sampled map does not, and
+        # runs first, so its sample, index and UMAP never share memory with the full index.
+        index_first = not samples_map(len(good), map_method, map_sample)
+        if index_first:
+            building.index_vectors(index, good, vectors, progress=progress)
+        coll._coords, coll._stretch, params = first_map(index, vectors, good, map_method,
+                                                        progress, sample_max=map_sample)
+        if not index_first:
+            building.index_vectors(index, good, vectors, progress=progress)
+        coll._indexes = {"image": index}
         if params is not None:
             manifest["projection"] = params
         texts = coll._live_ids("text")
@@ -298,7 +307,8 @@ class Collection(CollectionState):
         frame, vectors = engines.encode(
             self.path, items, self.encoder, engine=engine,
             device=self._device, batch_size=batch_size,
-            num_workers=num_workers, progress=progress, address=address, concurrency=concurrency)
+            num_workers=num_workers, progress=progress, address=address, concurrency=concurrency,
+            dtype=self._embeddings.dtype)
         new_ids = item_identity(frame)
         same = np.array([p is not None and known_sha.get(p) == s
                          for p, s in zip(new_ids, frame["sha256"], strict=True)], dtype=bool)
@@ -359,8 +369,7 @@ class Collection(CollectionState):
             if sel.any():
                 self._indexes.setdefault(kind, self._new_index()).add(new_ids[sel], vectors[sel])
         self._items = pd.concat([self._items, frame], ignore_index=True)
-        self._embeddings = np.concatenate([self._embeddings, vectors])
         self._coords = np.concatenate([self._coords, xy])
         self._stretch = np.concatenate([self._stretch, stretch])
-        self._commit(set(store.ROLES))
+        self._commit(set(store.ROLES), appended=vectors)
         return new_ids

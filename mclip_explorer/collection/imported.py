@@ -15,6 +15,7 @@ import numpy as np
 
 from mclip_explorer.collection import store
 from mclip_explorer.collection._loading import load_encoder
+from mclip_explorer.collection.layout import MAP_SAMPLE
 from mclip_explorer.collection.sources.local import RESERVED
 from mclip_explorer.errors import ModelMismatchError
 from mclip_explorer.interop.embeddings import Embeddings
@@ -38,7 +39,8 @@ class Assembles(Protocol[C_co]):
 
     def _assemble(self, folder: Path, frame: pd.DataFrame, vectors: np.ndarray,
                   encoder: Encoder, *, device: str | None, precision: str, map_method: str,
-                  progress: bool, extra: dict[str, Any] | None = None) -> C_co: ...
+                  progress: bool, map_sample: int = ...,
+                  extra: dict[str, Any] | None = None) -> C_co: ...
 
 CHUNK = 65536  # rows normalised at a time: float32 copies stay small at any N
 PATH_COLUMNS = ("image_path", "path", "filepath", "file_path")
@@ -50,7 +52,7 @@ _BAD_VECTOR = "no usable embedding (NaN, infinite or zero vector)"
 def from_embeddings(cls: Assembles[C], source: Any, *, model: str | Encoder, out: str | Path,
                     vectors_model: str | None, column: str | None, texts: bool,
                     device: str | None, progress: bool, precision: str,
-                    map_method: str) -> C:
+                    map_method: str, map_sample: int = MAP_SAMPLE) -> C:
     """Build a collection at ``out`` from precomputed embeddings.
 
     Args:
@@ -68,6 +70,8 @@ def from_embeddings(cls: Assembles[C], source: Any, *, model: str | Encoder, out
         progress: Show progress bars.
         precision: Stored precision, ``"float16"`` or ``"float32"``.
         map_method: ``"auto"``, ``"umap"`` or ``"pca"``.
+        map_sample: Above this many images UMAP is fitted on a seeded sample of this size
+            and the other images are placed from their nearest sampled images.
 
     Raises:
         ModelMismatchError: The vectors' size differs from the model's, or ``vectors_model``
@@ -84,13 +88,16 @@ def from_embeddings(cls: Assembles[C], source: Any, *, model: str | Encoder, out
     encoder = load_encoder(model, device)
     check_pairing(encoder.name, encoder.dim, data.dim, vectors_model, what)
     folder = store.prepare_out(out)
-    frame, vectors = items_of(data, texts=texts)
+    frame, vectors = items_of(data, texts=texts, folder=folder,
+                              dtype=np.float16 if precision == "float16" else np.float32)
     record = {"made_by": vectors_model or "not given", "queries_by": encoder.name,
               "format": data.fmt, "rows": len(data.images), "files": len(data.files),
               "source": str(Path(source).expanduser().resolve()) if isinstance(
                   source, (str, Path)) else type(source).__name__}
+    del data  # unmaps the source files: the build reads the normalised copy from here on
     return cls._assemble(folder, frame, vectors, encoder, device=device, precision=precision,
-                         map_method=map_method, progress=progress, extra={"vectors": record})
+                         map_method=map_method, progress=progress, map_sample=map_sample,
+                         extra={"vectors": record})
 
 
 def check_pairing(model: str, model_dim: int | None, dim: int, vectors_model: str | None,
@@ -158,13 +165,19 @@ def _same_tower(model: str, vectors_model: str) -> bool:
     return wanted in {_canonical(spec.image_repo), _canonical(spec.image_arch or spec.image_repo)}
 
 
-def items_of(data: Embeddings, *, texts: bool) -> tuple[pd.DataFrame, np.ndarray]:
-    """Item rows and float32 unit vectors (NaN rows for unusable vectors) of imported data."""
+def items_of(data: Embeddings, *, texts: bool, folder: Path,
+             dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
+    """Item rows and unit vectors (NaN rows for unusable vectors) of imported data.
+
+    The vectors (``dtype``) are a scratch memory map in ``folder`` (see
+    :func:`.store.scratch_rows`), filled a chunk at a time: a memory-mapped source is never
+    copied into memory whole.
+    """
     import pandas as pd
 
     meta = data.metadata.reset_index(drop=True)
     n = len(meta)
-    images, bad = _unit_rows(data.images)
+    bad = _bad_rows(data.images)
     text_column = next((c for c in TEXT_COLUMNS if c in meta.columns), None)
     path_column = next((c for c in PATH_COLUMNS if c in meta.columns), None)
     captions = ([None if pd.isna(v) else str(v) for v in meta[text_column]] if text_column
@@ -185,30 +198,43 @@ def items_of(data: Embeddings, *, texts: bool) -> tuple[pd.DataFrame, np.ndarray
                 rest[name]):
             rest[name] = rest[name].astype("Int64")
     frame = pd.concat([frame, rest.reset_index(drop=True)], axis=1)
-    parts, vectors = [frame], [images]
+    parts = [frame]
+    keep = np.zeros(0, np.int64)
     if texts and data.texts is not None and text_column is not None:
-        text_vectors, text_bad = _unit_rows(data.texts)
-        keep = np.flatnonzero(~text_bad & meta[text_column].notna().to_numpy())
+        keep = np.flatnonzero(~_bad_rows(data.texts) & meta[text_column].notna().to_numpy())
         parts.append(pd.DataFrame({
             "kind": "text", "path": None, "text": [captions[i] for i in keep], "error": None,
             "image_id": pd.array(keep, dtype="Int64")}))
-        vectors.append(text_vectors[keep])
+    vectors = store.scratch_rows(folder, n + len(keep), data.dim, dtype)
+    _unit_rows_into(data.images, None, vectors[:n])
+    if len(keep) and data.texts is not None:
+        _unit_rows_into(data.texts, keep, vectors[n:])
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else frame
-    return table, np.concatenate(vectors) if len(vectors) > 1 else images
+    return table, vectors
 
 
-def _unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows L2-normalised in float32, chunk by chunk; unusable rows become NaN and are flagged."""
-    out = np.empty(matrix.shape, dtype=np.float32)
+def _bad_rows(matrix: np.ndarray) -> np.ndarray:
+    """Which rows have no usable direction (NaN, infinite or zero), read a chunk at a time."""
     bad = np.zeros(len(matrix), dtype=bool)
     for start in range(0, len(matrix), CHUNK):
-        block = np.asarray(matrix[start:start + CHUNK], dtype=np.float32)
+        norms = np.linalg.norm(np.asarray(matrix[start:start + CHUNK], dtype=np.float32), axis=1)
+        bad[start:start + CHUNK] = ~np.isfinite(norms) | (norms == 0)
+    return bad
+
+
+def _unit_rows_into(matrix: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> None:
+    """Write ``matrix[rows]`` (None: all rows) L2-normalised into ``out``, a chunk at a time.
+
+    Unusable rows become NaN.
+    """
+    for start in range(0, len(out), CHUNK):
+        picked = slice(start, start + CHUNK) if rows is None else rows[start:start + CHUNK]
+        block = np.array(matrix[picked], dtype=np.float32)
         norms = np.linalg.norm(block, axis=1)
         wrong = ~np.isfinite(norms) | (norms == 0)
-        out[start:start + CHUNK] = block / np.where(wrong, 1.0, norms)[:, None]
-        out[start:start + CHUNK][wrong] = np.nan
-        bad[start:start + CHUNK] = wrong
-    return out, bad
+        block /= np.where(wrong, 1.0, norms)[:, None]
+        block[wrong] = np.nan
+        out[start:start + CHUNK] = block
 
 
 def _local_file(value: Any, root: Path | None) -> str | None:

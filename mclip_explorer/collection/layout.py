@@ -31,13 +31,28 @@ PLACE_CHUNK = 65_536  # images placed per batch of queries (bounds the float32 c
 PLACE_EF = 64  # placement needs neighbours, not the search's recall at the last rank
 
 
+def samples_map(images: int, method: str, sample_max: int) -> bool:
+    """Whether :func:`first_map` fits a sample and places the rest.
+
+    It then never reads the collection's index, which may be built after the map.
+
+    Raises:
+        ValueError: ``sample_max`` is not an integer >= 2.
+    """
+    if isinstance(sample_max, bool) or not isinstance(sample_max, (int, np.integer)) \
+            or sample_max < 2:
+        raise ValueError(f"map sample size must be an integer >= 2, got {sample_max!r}")
+    return method != "pca" and images > sample_max
+
+
 def first_map(index: VectorIndex, embeddings: np.ndarray, ids: np.ndarray, method: str,
               progress: bool, *, sample_max: int = MAP_SAMPLE,
               seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
     """Lay out the live images of a new collection.
 
     Args:
-        index: The image index, holding ``ids``.
+        index: The image index, holding ``ids`` (may still be empty when
+            :func:`samples_map`).
         embeddings: ``(N, dim)`` stored embeddings of the whole collection, row = id (may be a
             float16 memory map: only the rows needed are read, a chunk at a time).
         ids: The live, successfully encoded image ids, ascending (possibly none).
@@ -53,19 +68,17 @@ def first_map(index: VectorIndex, embeddings: np.ndarray, ids: np.ndarray, metho
         NaN off the map; the projection parameters for the manifest, or ``None`` when there
         was nothing to fit.
     """
-    if isinstance(sample_max, bool) or not isinstance(sample_max, (int, np.integer)) \
-            or sample_max < 2:
-        raise ValueError(f"map sample size must be an integer >= 2, got {sample_max!r}")
+    sampled = samples_map(len(ids), method, sample_max)
     n = len(embeddings)
     coords = np.full((n, 2), np.nan, dtype=np.float32)
     stretch = np.full(n, np.nan, dtype=np.float32)
     if not len(ids):
         return coords, stretch, None
-    if method == "pca" or len(ids) <= sample_max:
+    if not sampled:
         # The stored embeddings, not a copy out of hnswlib (see VectorIndex.knn_graph).
         knn = index.knn_graph(MAP_NEIGHBORS + 1, vectors_by_id=embeddings) \
             if len(ids) > MAP_NEIGHBORS and method != "pca" else None
-        coords[ids], params = fit_map(embeddings[ids], knn=knn, ids=ids,
+        coords[ids], params = fit_map(embeddings, rows=ids, knn=knn, ids=ids,
                                       method=cast(Method, method), random_state=seed,
                                       n_neighbors=MAP_NEIGHBORS, progress=progress)
         stretch[ids] = 0.0

@@ -32,26 +32,39 @@ PROGRESS_TICK_SECONDS = 1.0
 _umap_fitted_in_process = False  # numba compiles UMAP's kernels on the first fit per process
 
 
-def pca_preview(vectors: np.ndarray) -> np.ndarray:
+def pca_preview(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Project onto the first two principal components: an instant, deterministic map.
 
-    Memory stays at a ``dim x dim`` covariance plus the output, so a million rows are fine.
+    ``vectors[rows]`` is read a chunk at a time (three passes), so memory stays at a ``dim x
+    dim`` covariance, one float32 chunk and the output: a memory-mapped store of any size is
+    never copied whole.
 
     Args:
-        vectors: ``(N, dim)`` float embeddings (finite).
+        vectors: ``(N, dim)`` float embeddings (finite), e.g. a float16 memory map.
+        rows: The rows to project (default: all).
 
     Returns:
-        ``(N, 2)`` float32 coordinates; component signs are fixed so that reruns agree.
+        ``(len(rows), 2)`` float32 coordinates; component signs are fixed so that reruns agree.
     """
-    x = _check_vectors(vectors)
-    n, dim = x.shape
+    if rows is None:
+        _check_shape(vectors)
+    n, dim = (len(vectors) if rows is None else len(rows)), vectors.shape[1]
+
+    def block(start: int) -> np.ndarray:
+        picked = slice(start, start + _PCA_CHUNK) if rows is None else \
+            rows[start:start + _PCA_CHUNK]
+        return _check_vectors(vectors[picked], first=start if rows is None else rows[start:])
+
     if n == 0:
         return np.empty((0, 2), dtype=np.float32)
-    mean = x.mean(axis=0, dtype=np.float64)
+    total = np.zeros(dim, dtype=np.float64)
+    for start in range(0, n, _PCA_CHUNK):
+        total += block(start).sum(axis=0, dtype=np.float64)
+    mean = total / n
     cov = np.zeros((dim, dim), dtype=np.float64)
     for start in range(0, n, _PCA_CHUNK):
-        block = x[start:start + _PCA_CHUNK].astype(np.float64) - mean
-        cov += block.T @ block
+        centred = block(start).astype(np.float64) - mean
+        cov += centred.T @ centred
     _, vecs = np.linalg.eigh(cov)
     comps = vecs[:, ::-1][:, :2] if dim >= 2 else np.pad(vecs, ((0, 0), (0, 1)))
     # eigh's sign is arbitrary: make each component's largest loading positive.
@@ -60,7 +73,7 @@ def pca_preview(vectors: np.ndarray) -> np.ndarray:
     out = np.empty((n, 2), dtype=np.float32)
     mean32 = mean.astype(np.float32)
     for start in range(0, n, _PCA_CHUNK):
-        out[start:start + _PCA_CHUNK] = (x[start:start + _PCA_CHUNK] - mean32) @ comps
+        out[start:start + _PCA_CHUNK] = (block(start) - mean32) @ comps
     return out
 
 
@@ -75,6 +88,7 @@ def fit_map(
     min_dist: float = 0.1,
     progress: bool = True,
     pca_max: int = PCA_MAX,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Lay out embeddings in 2-D.
 
@@ -91,23 +105,26 @@ def fit_map(
         min_dist: UMAP minimum distance between laid-out points.
         progress: Show the stages (including UMAP's one-off numba compile) as a progress bar.
         pca_max: Threshold of ``"auto"``.
+        rows: Map only these rows of ``vectors`` (default: all). PCA reads them a chunk at a
+            time, so ``vectors`` may be a memory-mapped store of any size; UMAP copies them.
 
     Returns:
         ``(coords, params)``: ``(N, 2)`` float32 and a JSON-able dict for the manifest (method,
         its parameters, library version, seconds, and ``scale``, the map's typical kNN radius
         that :func:`place` uses).
     """
-    x = _check_vectors(vectors)
-    n = len(x)
+    _check_shape(vectors)
+    n = len(vectors) if rows is None else len(rows)
     if method not in ("auto", "umap", "pca"):
         raise ValueError(f"method must be 'auto', 'umap' or 'pca', got {method!r}")
     if method == "auto":
         method = "pca" if n < pca_max else "umap"
     started = time.perf_counter()
     if method == "pca" or n < 3:
-        coords = pca_preview(x)
+        coords = pca_preview(vectors, rows)
         params: dict[str, Any] = {"method": "pca", "n": n}
     else:
+        x = _check_vectors(vectors if rows is None else vectors[rows])
         if not 2 <= n_neighbors < n:
             raise ValueError(f"n_neighbors must be in [2, {n - 1}] for {n} items, "
                              f"got {n_neighbors}")
@@ -299,14 +316,23 @@ def place(
     return xy.astype(np.float32), stretch.astype(np.float32)
 
 
-def _check_vectors(vectors: np.ndarray) -> np.ndarray:
+def _check_shape(vectors: np.ndarray) -> None:
+    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
+        raise ValueError(f"vectors must be a 2-D float array, got shape {vectors.shape} "
+                         f"and dtype {vectors.dtype}")
+
+
+def _check_vectors(vectors: np.ndarray, first: int | np.ndarray = 0) -> np.ndarray:
+    """The rows as finite float32.
+
+    ``first``: the row number of the first row (or of each row) for the error message.
+    """
     x = np.asarray(vectors)
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"vectors must be a 2-D float array, got shape {x.shape} "
-                         f"and dtype {x.dtype}")
+    _check_shape(x)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
-        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        at = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        row = at + first if isinstance(first, int) else int(first[at])
         raise ValueError(f"vectors row {row} is not finite (drop failed items before mapping)")
     return x
 

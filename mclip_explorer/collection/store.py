@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,43 @@ def save_npy(path: Path, array: np.ndarray) -> FileRecord:
     if array.dtype == object:
         raise TypeError(f"refusing to write an object array to {path.name}")
     return _files.atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+def save_npy_rows(path: Path, parts: Sequence[np.ndarray], chunk: int = 65_536) -> FileRecord:
+    """Atomically write the row-wise concatenation of ``parts`` as one ``.npy``, verified.
+
+    The bytes are those of ``np.save(np.concatenate(parts))``, written ``chunk`` rows at a time,
+    so memory-mapped parts are streamed instead of copied into memory.
+    """
+    dtype = parts[0].dtype
+    if dtype.hasobject or any(p.dtype != dtype or p.shape[1:] != parts[0].shape[1:]
+                              for p in parts):
+        raise TypeError(f"refusing to write mixed or object arrays to {path.name}")
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": (sum(len(p) for p in parts), *parts[0].shape[1:])}
+
+    def write(handle: Any) -> None:
+        np.lib.format.write_array_header_1_0(handle, header)
+        for part in parts:
+            for start in range(0, len(part), chunk):
+                handle.write(np.ascontiguousarray(part[start:start + chunk]))
+
+    return _files.atomic_write(path, write)
+
+
+def scratch_rows(folder: Path, rows: int, dim: int, dtype: Any) -> np.ndarray:
+    """A zero-filled ``(rows, dim)`` array backed by an unnamed file in ``folder``.
+
+    Large intermediate arrays (the vectors a build looks up) live there instead of in memory:
+    the OS writes their pages out under pressure, and the file has no name, so it is gone when
+    the array is (a killed build leaves nothing behind).
+    """
+    if rows == 0 or dim == 0:
+        return np.zeros((rows, dim), dtype=dtype)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder) as handle:
+        mapped = np.memmap(handle, dtype=dtype, mode="w+", shape=(rows, dim))
+    return mapped.view(np.ndarray)
 
 
 def save_json(path: Path, data: dict[str, Any]) -> FileRecord:

@@ -80,7 +80,8 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
            engine: str = "local", model: Any = None, device: str | None = None,
            batch_size: int | None = None, num_workers: int | None = None,
            shard_size: int = 256, progress: bool = False, address: str | None = None,
-           concurrency: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+           concurrency: int | None = None,
+           dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
     """Items (one row per item, in source order) and their vectors (NaN rows for failures).
 
     Args:
@@ -98,6 +99,8 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
         address: Ray cluster address (``"auto"``, ``"ray://head:10001"``...); default: the
             running cluster, else a new local one.
         concurrency: Encoder actors (default: one per GPU, else sized from free CPUs).
+        dtype: Of the returned vectors: a scratch memory map in ``folder`` (the stored
+            precision, so a build never holds its vectors in memory).
     """
     check_engine(engine, address, concurrency)
     if engine == "ray":
@@ -106,8 +109,8 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
         return ray_engine.encode(folder, source, encoder, model=model, device=device,
                                  batch_size=batch_size, num_workers=num_workers,
                                  shard_size=shard_size, progress=progress, address=address,
-                                 concurrency=concurrency)
+                                 concurrency=concurrency, dtype=dtype)
     from mclip_explorer.collection.engines import local
 
     return local.encode(folder, source, encoder, batch_size=batch_size, num_workers=num_workers,
-                        shard_size=shard_size, progress=progress)
+                        shard_size=shard_size, progress=progress, dtype=dtype)

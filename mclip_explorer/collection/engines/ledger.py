@@ -52,7 +52,7 @@ def plan(cache: EmbeddingCache, source: ShardedSource) -> list[ShardPlan]:
         digest = shard_digest(source.kind, url, options, source.storage_options)
         path = cache.folder / LEDGER_DIR / f"{digest}.parquet"
         rows = read(path)
-        done = rows is not None and all(k in cache for k in rows["sha256"].dropna())
+        done = rows is not None and not cache.missing(list(rows["sha256"].dropna())).any()
         plans.append(ShardPlan(url, path, done))
     return plans
 
@@ -97,8 +97,12 @@ def read(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def assemble(plans: list[ShardPlan], cache: EmbeddingCache) -> tuple[pd.DataFrame, np.ndarray]:
-    """The items and vectors of all shards, from their ledgers and the cache, in shard order."""
+def assemble(plans: list[ShardPlan], cache: EmbeddingCache, folder: Path,
+             dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
+    """The items and vectors of all shards, from their ledgers and the cache, in shard order.
+
+    The vectors are a scratch memory map in ``folder`` (see :func:`.store.scratch_rows`).
+    """
     import pandas as pd
 
     frames = []
@@ -109,7 +113,8 @@ def assemble(plans: list[ShardPlan], cache: EmbeddingCache) -> tuple[pd.DataFram
         frames.append(rows)
     frame = pd.concat(frames, ignore_index=True).drop(columns=["seq"])
     keys = [k if isinstance(k, str) else None for k in frame["sha256"]]
-    vectors, reasons = cache.lookup(keys)
+    vectors = store.scratch_rows(folder, len(keys), cache.dim, dtype)
+    reasons = cache.lookup_into(keys, vectors)
     read_errors = frame["error"].tolist()
     frame["error"] = [e if isinstance(e, str) and e else r for e, r in
                       zip(read_errors, reasons, strict=True)]

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mclip_explorer.collection import building, store
 from mclip_explorer.collection.engines import ledger
@@ -26,11 +26,11 @@ T = TypeVar("T")
 
 def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, *,
            batch_size: int | None, num_workers: int | None, shard_size: int,
-           progress: bool) -> tuple[pd.DataFrame, np.ndarray]:
+           progress: bool, dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
     """See :func:`mclip_explorer.collection.engines.encode`."""
     if isinstance(source, SourceItems):
         return building.encode_source(folder, source, encoder, batch_size, num_workers,
-                                      shard_size, progress)
+                                      shard_size, progress, dtype=dtype)
     cache = building.EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     plans = ledger.plan(cache, source)
     todo = [item for item in plans if not item.done]
@@ -39,7 +39,7 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
     for number, item in enumerate(todo, start=1):
         rows = []
         for chunk in batched(iter_records(source, item.url), shard_size):
-            done = process_records(chunk, encoder, cache.__contains__,
+            done = process_records(chunk, encoder, cache.missing,
                                    batch_size=batch_size or 32, num_workers=num_workers)
             if done.keys:
                 cache.add_shard(done.keys, done.vectors, done.reasons)
@@ -54,7 +54,7 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
         bar.close()
     LOG.info("local engine: %d shard(s) read, %d finished before; %d image(s) encoded",
              len(todo), len(plans) - len(todo), encoded)
-    return ledger.assemble(plans, cache)
+    return ledger.assemble(plans, cache, folder, dtype)
 
 
 def batched(values: Iterable[T], size: int) -> Iterator[list[T]]:

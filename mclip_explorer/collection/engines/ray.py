@@ -48,7 +48,7 @@ LOG = logging.getLogger("mclip_explorer.engines")
 def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, *,
            model: Any, device: str | None, batch_size: int | None, num_workers: int | None,
            shard_size: int, progress: bool, address: str | None,
-           concurrency: int | None) -> tuple[pd.DataFrame, np.ndarray]:
+           concurrency: int | None, dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
     """See :func:`mclip_explorer.collection.engines.encode`."""
     ray = connect(address)
     actor = _ActorSpec(model if model is not None else encoder, device, batch_size or 32,
@@ -56,20 +56,20 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
     if isinstance(source, SourceItems):
         hook = partial(_encode_misses, ray, actor, concurrency)
         return building.encode_source(folder, source, encoder, batch_size, num_workers,
-                                      shard_size, progress, encode=hook)
+                                      shard_size, progress, encode=hook, dtype=dtype)
     cache = building.EmbeddingCache(folder / store.CACHE_DIR, encoder.fingerprint, encoder.dim)
     plans = ledger.plan(cache, source)
     todo = {item.url: item for item in plans if not item.done}
     if todo:
         # Keys cached by blocks of unfinished shards (a killed run): actors skip them.
-        partial_keys = (set(cache.vectors) | set(cache.errors)) - ledger.finished_keys(plans)
+        partial_keys = cache.keys() - ledger.finished_keys(plans)
         data = ray.data.read_datasource(_shard_datasource(source, list(todo), shard_size),
                                         override_num_blocks=len(todo))
         encoded = _run(ray, data, actor, frozenset(partial_keys), concurrency, progress,
                        cache, todo)
         LOG.info("ray engine: %d shard(s) read, %d finished before; %d image(s) encoded",
                  len(todo), len(plans) - len(todo), encoded)
-    return ledger.assemble(plans, cache)
+    return ledger.assemble(plans, cache, folder, dtype)
 
 
 def connect(address: str | None) -> Any:
@@ -142,6 +142,9 @@ class EncodeActor:
             sys.modules["torch"].set_num_threads(threads)
         self.spec, self.skip = spec, skip
 
+    def _missing(self, keys: Sequence[str | None]) -> np.ndarray:
+        return np.array([k not in self.skip for k in keys], dtype=bool)
+
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Hash and encode one batch; one output row per record, vectors on first rows."""
         if "record" in batch:
@@ -149,7 +152,7 @@ class EncodeActor:
         else:  # read_binary_files rows of a local-files source
             records = [Record(str(p), None, i, bytes(b)) for i, (p, b) in
                        enumerate(zip(batch["path"], batch["bytes"], strict=True))]
-        done = process_records(records, self.encoder, self.skip.__contains__,
+        done = process_records(records, self.encoder, self._missing,
                                batch_size=self.spec.batch_size,
                                num_workers=self.spec.num_workers)
         # One output row per record; a key's vector rides on its first row.

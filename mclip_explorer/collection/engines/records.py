@@ -37,20 +37,25 @@ class Processed:
     reasons: list[str]
 
 
-def process_records(records: Sequence[Record], encoder: Encoder, cached: Callable[[str], bool], *,
+def process_records(records: Sequence[Record], encoder: Encoder,
+                    missing: Callable[[Sequence[str | None]], np.ndarray], *,
                     batch_size: int = 32, num_workers: int | None = None,
                     on_batch: Callable[[int], object] | None = None) -> Processed:
-    """Hash every record's image once and encode the content not ``cached`` yet (once per key)."""
+    """Hash every record's image once and encode the content still ``missing`` (once per key).
+
+    ``missing(keys)`` is a boolean mask of the keys not cached yet (one vectorised call).
+    """
     readable = [i for i, r in enumerate(records) if r.error is None and r.image is not None]
     hashed = hash_payloads([records[i].image for i in readable])
     facts: dict[int, tuple[Any, ...]] = {}
     todo: dict[str, bytes] = {}
+    absent = missing(hashed.sha256) if readable else np.zeros(0, bool)
     for position, index in enumerate(readable):
         sha = hashed.sha256[position]
         facts[index] = (sha, hashed.size[position], hashed.width[position],
                         hashed.height[position], hashed.errors.get(position))
         image = records[index].image
-        if sha is not None and image is not None and sha not in todo and not cached(sha):
+        if sha is not None and image is not None and sha not in todo and absent[position]:
             todo[sha] = image
     rows = []
     for index, record in enumerate(records):
