@@ -91,7 +91,11 @@ export class ExplorerMap {
   async show(
     points: Points, codes: Uint8Array, labels: string[], opacity: Float32Array = new Float32Array(0),
   ): Promise<void> {
-    if (await this.extendWith({ points, codes, opacity }, labels)) return;
+    try {
+      if (await this.extendWith({ points, codes, opacity }, labels)) return;
+    } catch {
+      // plotly refused the append (it checks array types): the full draw below shows the same.
+    }
     this.setPoints(points);
     await this.draw(codes, labels, opacity);
   }
@@ -226,7 +230,7 @@ export class ExplorerMap {
     if (!plan) return false;
     const { added } = plan;
     const { x, y } = next.points;
-    const perPoint = next.opacity.length > 0;
+    const perPoint = next.opacity.length > 0 && next.opacity.length === x.length; // as buildTraces
     const groups = groupByCode(pickBytes(next.points.kinds, added), pickBytes(next.codes, added),
       labels.length || 1);
     const traces: number[] = [];
