@@ -116,6 +116,8 @@ export class LodView {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private last: Range | null = null;
   private held: Range | null = null; // an area all of whose points are drawn now
+  private extent: Range | null = null; // the map layout's density grid: around every point
+  private wholeDrawn = false; // the points drawn are the map layout's whole-map sample
 
   constructor(
     private readonly rpc: Rpc,
@@ -125,12 +127,22 @@ export class LodView {
     private readonly busy: (fetching: boolean) => void = () => undefined,
   ) {}
 
+  /** The map's whole-map sample is drawn (at load, or a build's new state), over `grid`. */
+  setWhole(grid: DensityGrid): void {
+    this.extent = { x: [grid.x0, grid.x0 + grid.cols * grid.dx],
+      y: [grid.y0, grid.y0 + grid.rows * grid.dy] };
+    this.wholeDrawn = true;
+    this.held = null;
+  }
+
   /** Fetch the points of a view (null: the whole map) after the pan or zoom settles. */
   request(range: Range | null, delayMs = 40): void {
     this.last = range;
     clearTimeout(this.timer);
-    // Inside an area whose every point is drawn already: nothing new to fetch.
-    if (range && this.held && covers(this.held, range)) {
+    // Inside an area whose every point is drawn already, or (the whole map's sample drawn) a
+    // view that still holds the whole map, for which the kernel sends that sample again:
+    // nothing new to fetch.
+    if ((range && this.held && covers(this.held, range)) || this.holdsWhole(range)) {
       this.serial++; // an answer still on its way is for another view
       this.busy(false);
       return;
@@ -142,6 +154,7 @@ export class LodView {
   /** Fetch the current view again (new colours, a new query's hits, a new selection). */
   refresh(delayMs = 0): void {
     this.held = null;
+    this.wholeDrawn = false;
     this.request(this.last, delayMs);
   }
 
@@ -150,16 +163,24 @@ export class LodView {
     this.serial++;
   }
 
+  private holdsWhole(range: Range | null): boolean {
+    if (!this.wholeDrawn || this.layout() !== "map") return false;
+    return range === null || (this.extent !== null && covers(grow(range), this.extent));
+  }
+
   private async fetch(range: Range | null): Promise<void> {
     const serial = ++this.serial;
     const area = range ? grow(range) : null;
+    const layout = this.layout();
     const bounds = area ? { x0: area.x[0], x1: area.x[1], y0: area.y[0], y1: area.y[1] } : {};
     try {
-      const reply = await this.rpc.request("viewport", { ...bounds, layout: this.layout() }, [],
+      const reply = await this.rpc.request("viewport", { ...bounds, layout }, [],
         "loading the points in view", 60_000, true);
       if (serial !== this.serial) return; // a newer view was asked for meanwhile
       const detail = parseDetail(reply);
       this.held = detail.complete ? area : null;
+      this.wholeDrawn = layout === "map"
+        && (area === null || (this.extent !== null && covers(area, this.extent)));
       await this.show(detail);
       if (serial === this.serial) this.busy(false);
     } catch (error) {

@@ -104,6 +104,7 @@ function render({ model, el }: RenderProps<Model>): () => void {
       lod.dispose();
       lod = null;
     }
+    if (data.grid && lod) lod.setWhole(data.grid); // the state carries the whole map's sample
   };
   applyData();
   map.setPoints(data.points);

@@ -6,7 +6,8 @@ import { deinterleave, idsToView, toFloat32, toUint32 } from "../codecs.ts";
 import { overlap, QUERY_COLOURS, type QueryResult, QueryStore, relocate } from "../queries.ts";
 import { parsePanel, pinnedRow } from "../panels.ts";
 import { layoutOf } from "../views.ts";
-import { covers, densityPixels, grow, parseDetail } from "../lod.ts";
+import { covers, densityPixels, grow, LodView, parseDetail } from "../lod.ts";
+import type { Reply, Rpc } from "../rpc.ts";
 import { formatEta, progressText } from "../progress.ts";
 import { shapeOf } from "../shapes.ts";
 import { additionOf } from "../extend.ts";
@@ -179,4 +180,44 @@ test("new points that only add to the drawn ones are appended; any change redraw
   assert.equal(additionOf(drawn, faded, rowOf), null); // per-point opacity switched on
   assert.ok(additionOf(faded, styled([10, 11, 12, 13], [1, 2, 3, 4], [0, 1, 0, 0], [1, 0.5, 1, 0.2]), rowOf));
   assert.equal(additionOf(faded, styled([10, 11, 12], [1, 2, 3], [0, 1, 0], [1, 0.4, 1]), rowOf), null);
+});
+
+test("once the whole map's sample is drawn, a view that still holds the whole map asks nothing", async () => {
+  const f32 = (...v: number[]) => new DataView(Float32Array.from(v).buffer);
+  const asked: Record<string, unknown>[] = [];
+  const reply: Reply = { content: { complete: false, grid: [0, 0, 5, 5, 2, 2] },
+    buffers: [f32(1, 1), idsToView([3]), new DataView(Uint8Array.from([0]).buffer),
+      new DataView(Uint8Array.from([0]).buffer), f32(), f32(1, 0, 0, 0)] };
+  const rpc = { request: async (_op: string, content: Record<string, unknown>) => {
+    asked.push(content);
+    return reply;
+  } } as unknown as Rpc;
+  let layout = "map";
+  const view = new LodView(rpc, () => layout as "map", async () => undefined, (m) => {
+    throw new Error(m);
+  });
+  const settle = () => new Promise((done) => setTimeout(done, 5));
+  view.setWhole({ counts: new Float32Array(4), rows: 2, cols: 2, x0: 0, y0: 0, dx: 5, dy: 5 });
+  view.request({ x: [2, 8], y: [2, 8] }, 0); // grown by half: [-1, 11] holds the map [0, 10]
+  view.request(null, 0); // "Reset axes"
+  await settle();
+  assert.equal(asked.length, 0);
+  view.request({ x: [4, 6], y: [4, 6] }, 0); // zoomed in: asked for
+  await settle();
+  assert.deepEqual([asked.length, asked[0].x0, asked[0].x1], [1, 3, 7]);
+  view.request({ x: [-5, 15], y: [-5, 15] }, 0); // the whole map again: asked once more...
+  await settle();
+  view.request({ x: [-4, 16], y: [-5, 15] }, 0); // ...then that sample is drawn: not again
+  await settle();
+  assert.equal(asked.length, 2);
+  view.refresh(); // new hits or colours: asked even for the whole map
+  await settle();
+  assert.equal(asked.length, 3);
+  layout = "gap"; // another layout: the map's extent says nothing about it
+  view.request(null, 0);
+  await settle();
+  view.request(null, 0);
+  await settle();
+  assert.equal(asked.length, 5);
+  view.dispose();
 });

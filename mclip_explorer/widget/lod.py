@@ -8,6 +8,8 @@ map holds more points than a browser draws smoothly:
   *priority* order: one representative per cell of a coarse-to-fine quadtree first (so sparse
   regions and outliers always show), then more points per fine cell. The priorities are fixed
   at build time, so panning keeps the points already shown and only adds or drops others.
+* :class:`GridCounts` is the counting pass alone (the first paint's density and the cells the
+  index then reuses); :func:`sample_view` answers a viewport from it while the index is built.
 * :meth:`MapIndex.density` sums the grid's counts over a viewport into at most ``max_bins``
   bins per axis: the zoomed-out overview drawn under the sample.
 * :func:`in_box` and :func:`in_polygon` select over all points (box and lasso selection are
