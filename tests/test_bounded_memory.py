@@ -218,3 +218,29 @@ def test_pca_reads_a_memory_mapped_store_a_chunk_at_a_time(tmp_path: Path, monke
     store_rows[rows[7]] = np.nan
     with pytest.raises(ValueError, match=f"vectors row {rows[7]} is not finite"):
         projection.pca_preview(store_rows, rows)
+
+
+def _resident_kib() -> dict[str, int]:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in handle)
+                if k in ("VmHWM", "VmRSS")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux procfs")
+def test_checking_an_index_file_does_not_fault_it_into_memory(tmp_path: Path):
+    # Mapping the level-0 block to read each element's label touched every page of the file:
+    # at 1M items that added the whole 2 GiB index file to the peak of every build and open.
+    from mclip_explorer.collection import _hnsw_file
+
+    n, dim = 40_000, 256  # a 46 MB file
+    index = VectorIndex(dim)
+    index.add(np.arange(n), blobs(n, dim=dim, clusters=5, seed=7)[0])
+    index.save(tmp_path / "i.hnsw")
+    size_kib = (tmp_path / "i.hnsw").stat().st_size // 1024
+    del index
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    before = _resident_kib()
+    labels, dead = _hnsw_file.read_layout(tmp_path / "i.hnsw", dim=dim, m=16, count=n)
+    grew = _resident_kib()["VmHWM"] - before["VmRSS"]
+    assert sorted(labels.tolist()) == list(range(n)) and not dead.any()
+    assert grew < size_kib / 2, f"peak grew by {grew} KiB reading a {size_kib} KiB file"

@@ -18,6 +18,7 @@ import numpy as np
 from mclip_explorer.errors import CollectionError
 
 HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
+_READ_BYTES = 16 << 20  # level-0 bytes read per block when collecting labels
 
 
 def check_complete(path: Path, *, dim: int, m: int, count: int) -> None:
@@ -143,13 +144,23 @@ def read_layout(path: Path, *, dim: int, m: int, count: int,
     if size < minimum:
         raise CollectionError(f"index file {path} is truncated ({size} of at least {minimum} "
                               "bytes)")
-    level0 = np.memmap(path, dtype=np.uint8, mode="r", offset=HEADER_BYTES,
-                       shape=(stored, per_element))
-    # Byte 2 of each element's level-0 header carries hnswlib's DELETE_MARK (0x01).
-    dead = (np.asarray(level0[:, 2]) & 1).astype(bool)
-    labels = np.ascontiguousarray(level0[:, label_offset:label_offset + 8]).view(np.int64)[:, 0]
-    del level0
-    return labels.copy(), dead
+    labels = np.empty(stored, dtype=np.int64)
+    dead = np.empty(stored, dtype=bool)
+    # Read a block of elements at a time rather than memory-mapping the level-0 block: a map
+    # would fault in every page of it (each element's label sits in its own page), doubling the
+    # resident memory of a build or an open while hnswlib holds the same data.
+    rows = max(1, _READ_BYTES // per_element)
+    with path.open("rb") as handle:
+        handle.seek(HEADER_BYTES)
+        for start in range(0, stored, rows):
+            count_here = min(rows, stored - start)
+            block = np.frombuffer(handle.read(count_here * per_element), dtype=np.uint8)
+            block = block.reshape(count_here, per_element)
+            # Byte 2 of each element's level-0 header carries hnswlib's DELETE_MARK (0x01).
+            dead[start:start + count_here] = (block[:, 2] & 1).astype(bool)
+            labels[start:start + count_here] = np.ascontiguousarray(
+                block[:, label_offset:label_offset + 8]).view(np.int64)[:, 0]
+    return labels, dead
 
 
 def hnswlib_version() -> str:
