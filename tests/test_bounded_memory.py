@@ -166,7 +166,7 @@ def test_rows_written_in_parts_are_what_np_save_writes(tmp_path: Path, dtype: An
 
 # ------------------------------------------------------------------------------- add()
 def test_add_does_not_copy_the_stored_embeddings_into_memory(tmp_path: Path):
-    dim, n = 512, 30_000  # 29 MiB of stored float16 rows; the items table is far smaller
+    dim, n = 512, 40_000  # 39 MiB of stored float16 rows; the items table is far smaller
     vectors = blobs(n, dim=dim, clusters=8, seed=4)[0].astype(np.float32)
     np.save(tmp_path / "img_emb.npy", vectors)
     pd.DataFrame({"caption": [f"item {i}" for i in range(n)]}).to_parquet(

@@ -18,7 +18,7 @@ import numpy as np
 from mclip_explorer.errors import CollectionError
 
 HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 x size_t, int, uint32, 3 x size_t, double, size_t
-_READ_BYTES = 16 << 20  # level-0 bytes read per block when collecting labels
+_READ_BYTES = 4 << 20  # level-0 bytes read per block when collecting labels
 
 
 def check_complete(path: Path, *, dim: int, m: int, count: int) -> None:
