@@ -244,3 +244,35 @@ def test_checking_an_index_file_does_not_fault_it_into_memory(tmp_path: Path):
     grew = _resident_kib()["VmHWM"] - before["VmRSS"]
     assert sorted(labels.tolist()) == list(range(n)) and not dead.any()
     assert grew < size_kib / 2, f"peak grew by {grew} KiB reading a {size_kib} KiB file"
+
+
+def test_no_room_for_the_scratch_copy_is_an_error_not_a_crash(tmp_path: Path):
+    # A sparse memory map on a full disk dies of SIGBUS at the first page written; the blocks
+    # are reserved up front instead. A subprocess, so a crash fails the test instead of pytest.
+    import subprocess
+    import sys
+
+    from tests.test_durability import _mount_tmpfs
+
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "1m"):
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    try:
+        code = ("import sys, numpy as np\n"
+                "from pathlib import Path\n"
+                "from mclip_explorer.collection import store\n"
+                "from mclip_explorer.errors import WriteError\n"
+                "try:\n"
+                f"    rows = store.scratch_rows(Path({str(disk)!r}), 4096, 512, np.float16)\n"
+                "    rows[:] = 1\n"
+                "except WriteError as exc:\n"
+                "    print(exc)\n"
+                "    sys.exit(7)\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 7, (done.returncode, done.stderr[-2000:])
+        assert "no room for the build's scratch copy" in done.stdout
+        assert "disk is full (ENOSPC)" in done.stdout
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from mclip_explorer.collection._schema import REQUIRED_ROLES as REQUIRED_ROLES
 from mclip_explorer.collection._schema import ROLES as ROLES
 from mclip_explorer.collection._schema import validate
 from mclip_explorer.collection.columns import COLUMNS as COLUMNS
-from mclip_explorer.errors import CollectionError
+from mclip_explorer.errors import CollectionError, WriteError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,9 +95,18 @@ def scratch_rows(folder: Path, rows: int, dim: int, dtype: Any) -> np.ndarray:
     """
     if rows == 0 or dim == 0:
         return np.zeros((rows, dim), dtype=dtype)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder) as handle:
-        mapped = np.memmap(handle, dtype=dtype, mode="w+", shape=(rows, dim))
+    size = rows * dim * np.dtype(dtype).itemsize
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as handle:
+            # Reserve the blocks now: a write into a sparse map on a full disk is a SIGBUS
+            # that kills the process, where this is an error that names the cause.
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, size)
+            mapped = np.memmap(handle, dtype=dtype, mode="w+", shape=(rows, dim))
+    except OSError as exc:
+        raise WriteError(f"no room for the build's scratch copy of the vectors "
+                                f"({size:,} bytes) in {folder}: {_files.describe(exc)}") from exc
     return mapped.view(np.ndarray)
 
 
