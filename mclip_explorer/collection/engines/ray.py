@@ -50,8 +50,13 @@ def encode(folder: Path, source: SourceItems | ShardedSource, encoder: Encoder, 
            shard_size: int, progress: bool, address: str | None,
            concurrency: int | None, dtype: Any = "float32") -> tuple[pd.DataFrame, np.ndarray]:
     """See :func:`mclip_explorer.collection.engines.encode`."""
+    from mclip_explorer.models.base import Encoder
+
     ray = connect(address)
-    actor = _ActorSpec(model if model is not None else encoder, device, batch_size or 32,
+    shipped = model if model is not None else encoder
+    if isinstance(shipped, Encoder):  # a model object goes to the object store once, by ref
+        shipped = ray.put(shipped)
+    actor = _ActorSpec(shipped, device, batch_size or 32,
                        num_workers if num_workers is not None else 0)
     if isinstance(source, SourceItems):
         hook = partial(_encode_misses, ray, actor, concurrency)
@@ -117,7 +122,7 @@ def pool_options(ray: Any, concurrency: int | None) -> dict[str, Any]:
 
 
 class _ActorSpec:
-    """What each encoder actor needs (picklable)."""
+    """What each encoder actor needs (picklable; ``model``: a name, or a ref to an Encoder)."""
 
     def __init__(self, model: Any, device: str | None, batch_size: int,
                  num_workers: int) -> None:
@@ -130,14 +135,17 @@ class EncodeActor:
 
     def __init__(self, spec: _ActorSpec, skip: frozenset[str], threads: int | None,
                  device: str | None) -> None:
+        import ray
+
         from mclip_explorer.models.base import Encoder
 
-        if isinstance(spec.model, Encoder):
-            self.encoder = spec.model
+        model = ray.get(spec.model) if isinstance(spec.model, ray.ObjectRef) else spec.model
+        if isinstance(model, Encoder):
+            self.encoder = model
         else:
             from mclip_explorer.collection._loading import load_encoder
 
-            self.encoder = load_encoder(spec.model, spec.device or device)
+            self.encoder = load_encoder(model, spec.device or device)
         if threads and "torch" in sys.modules:  # only a torch model has threads to size
             sys.modules["torch"].set_num_threads(threads)
         self.spec, self.skip = spec, skip
@@ -214,8 +222,8 @@ def _encode_misses(ray: Any, actor: _ActorSpec, concurrency: int | None, encoder
                    shard_size: int, progress: bool) -> int:
     """``encode_images`` for local-files sources: files via ``read_binary_files``."""
     todo: dict[str, Any] = {}
-    for key, payload in zip(keys, payloads, strict=True):
-        if key is not None and key not in cache and key not in todo:
+    for key, payload, absent in zip(keys, payloads, cache.missing(keys), strict=True):
+        if key is not None and absent and key not in todo:
             todo[key] = payload
     if not todo:
         return 0
