@@ -158,10 +158,17 @@ def test_scratch_rows_are_writable_and_leave_no_file(tmp_path: Path):
 def test_rows_written_in_parts_are_what_np_save_writes(tmp_path: Path, dtype: Any):
     rng = np.random.default_rng(3)
     parts = [rng.standard_normal((n, 7)).astype(dtype) for n in (5, 0, 130)]
-    store.save_npy_rows(tmp_path / "a.npy", parts, chunk=16)
+    store.save_npy(tmp_path / "a.npy", parts, chunk=16)
     expected = io.BytesIO()
     np.save(expected, np.concatenate(parts), allow_pickle=False)
     assert (tmp_path / "a.npy").read_bytes() == expected.getvalue()
+    flat = rng.standard_normal(300).astype(dtype)  # one 1-D array: the map's stretch
+    store.save_npy(tmp_path / "b.npy", flat, chunk=16)
+    expected = io.BytesIO()
+    np.save(expected, flat, allow_pickle=False)
+    assert (tmp_path / "b.npy").read_bytes() == expected.getvalue()
+    with pytest.raises(TypeError, match="refusing to write an object array"):
+        store.save_npy(tmp_path / "c.npy", np.array([{"a": 1}], dtype=object))
 
 
 # ------------------------------------------------------------------------------- add()

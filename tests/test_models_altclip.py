@@ -105,3 +105,14 @@ def test_features_accepts_both_return_forms() -> None:
     wrapped = BaseModelOutputWithPooling(last_hidden_state=torch.zeros(2, 4, 3),
                                          pooler_output=tensor)
     assert features(wrapped) is tensor  # transformers 5.x
+
+
+@pytest.mark.parametrize("name", ["AltCLIP-m9", "metaclip-2-worldwide-s16",
+                                  "open_clip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k"])
+def test_one_checkpoint_models_refuse_two_different_folders(name: str, tmp_path: Path) -> None:
+    # Both towers live in one checkpoint: a text= and an image= that differ cannot both be it.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(TypeError, match="keeps both towers in one checkpoint: pass its folder "
+                                        r"once \(text= or image=\)"):
+        load_model(name, text=tmp_path / "a", image=tmp_path / "b", device="cpu")

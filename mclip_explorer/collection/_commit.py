@@ -131,7 +131,7 @@ def _write_files(folder: Path, manifest: dict[str, Any], roles: set[str], *,
              for p in (embeddings if isinstance(embeddings, list) else [embeddings])]
     writers: dict[str, Callable[[Path], FileRecord]] = {
         "items": lambda p: store.save_parquet(p, store.stored_items(items, folder)),
-        "embeddings": lambda p: store.save_npy_rows(p, parts),
+        "embeddings": lambda p: store.save_npy(p, parts),
         "coords": lambda p: store.save_npy(p, coords),
         "stretch": lambda p: store.save_npy(p, stretch),
     }

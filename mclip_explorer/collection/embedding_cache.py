@@ -153,9 +153,6 @@ class EmbeddingCache:
         with contextlib.suppress(OSError):  # a read-only cache just keeps the damaged file
             shard.unlink(missing_ok=True)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.errors or self._index.find(as_keys([key]))[0] >= 0
-
     def __len__(self) -> int:
         return len(self._index) + len(self.errors)
 

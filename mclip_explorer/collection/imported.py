@@ -177,9 +177,16 @@ def items_of(data: Embeddings, *, texts: bool, folder: Path,
 
     meta = data.metadata.reset_index(drop=True)
     n = len(meta)
-    bad = _bad_rows(data.images)
     text_column = next((c for c in TEXT_COLUMNS if c in meta.columns), None)
     path_column = next((c for c in PATH_COLUMNS if c in meta.columns), None)
+    keep = np.zeros(0, np.int64)  # the caption vectors imported as text items
+    if texts and data.texts is not None and text_column is not None:
+        usable = ~_unit_rows_into(data.texts, None, None)  # a first pass: only the check
+        keep = np.flatnonzero(usable & meta[text_column].notna().to_numpy())
+    vectors = store.scratch_rows(folder, n + len(keep), data.dim, dtype)
+    bad = _unit_rows_into(data.images, None, vectors[:n])
+    if len(keep) and data.texts is not None:
+        _unit_rows_into(data.texts, keep, vectors[n:])
     captions = ([None if pd.isna(v) else str(v) for v in meta[text_column]] if text_column
                 else [None] * n)
     frame = pd.DataFrame({
@@ -199,42 +206,35 @@ def items_of(data: Embeddings, *, texts: bool, folder: Path,
             rest[name] = rest[name].astype("Int64")
     frame = pd.concat([frame, rest.reset_index(drop=True)], axis=1)
     parts = [frame]
-    keep = np.zeros(0, np.int64)
-    if texts and data.texts is not None and text_column is not None:
-        keep = np.flatnonzero(~_bad_rows(data.texts) & meta[text_column].notna().to_numpy())
+    if len(keep):
         parts.append(pd.DataFrame({
             "kind": "text", "path": None, "text": [captions[i] for i in keep], "error": None,
             "image_id": pd.array(keep, dtype="Int64")}))
-    vectors = store.scratch_rows(folder, n + len(keep), data.dim, dtype)
-    _unit_rows_into(data.images, None, vectors[:n])
-    if len(keep) and data.texts is not None:
-        _unit_rows_into(data.texts, keep, vectors[n:])
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else frame
     return table, vectors
 
 
-def _bad_rows(matrix: np.ndarray) -> np.ndarray:
-    """Which rows have no usable direction (NaN, infinite or zero), read a chunk at a time."""
-    bad = np.zeros(len(matrix), dtype=bool)
-    for start in range(0, len(matrix), CHUNK):
-        norms = np.linalg.norm(np.asarray(matrix[start:start + CHUNK], dtype=np.float32), axis=1)
-        bad[start:start + CHUNK] = ~np.isfinite(norms) | (norms == 0)
-    return bad
-
-
-def _unit_rows_into(matrix: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> None:
+def _unit_rows_into(matrix: np.ndarray, rows: np.ndarray | None,
+                    out: np.ndarray | None) -> np.ndarray:
     """Write ``matrix[rows]`` (None: all rows) L2-normalised into ``out``, a chunk at a time.
 
-    Unusable rows become NaN.
+    Returns:
+        Which rows were unusable (NaN, infinite or zero); they are written as NaN. With
+        ``out=None`` only this is computed.
     """
-    for start in range(0, len(out), CHUNK):
+    count = len(matrix) if rows is None else len(rows)
+    bad = np.zeros(count, dtype=bool)
+    for start in range(0, count, CHUNK):
         picked = slice(start, start + CHUNK) if rows is None else rows[start:start + CHUNK]
         block = np.array(matrix[picked], dtype=np.float32)
         norms = np.linalg.norm(block, axis=1)
         wrong = ~np.isfinite(norms) | (norms == 0)
-        block /= np.where(wrong, 1.0, norms)[:, None]
-        block[wrong] = np.nan
-        out[start:start + CHUNK] = block
+        bad[start:start + CHUNK] = wrong
+        if out is not None:
+            block /= np.where(wrong, 1.0, norms)[:, None]
+            block[wrong] = np.nan
+            out[start:start + CHUNK] = block
+    return bad
 
 
 def _local_file(value: Any, root: Path | None) -> str | None:

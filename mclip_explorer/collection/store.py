@@ -57,23 +57,18 @@ def save_bytes(path: Path, data: bytes) -> FileRecord:
     return _files.atomic_write(path, data)
 
 
-def save_npy(path: Path, array: np.ndarray) -> FileRecord:
-    """Atomically write one array as ``.npy`` (never an object array), verified."""
-    if array.dtype == object:
-        raise TypeError(f"refusing to write an object array to {path.name}")
-    return _files.atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
-
-
-def save_npy_rows(path: Path, parts: Sequence[np.ndarray], chunk: int = 65_536) -> FileRecord:
-    """Atomically write the row-wise concatenation of ``parts`` as one ``.npy``, verified.
+def save_npy(path: Path, array: np.ndarray | Sequence[np.ndarray],
+             chunk: int = 65_536) -> FileRecord:
+    """Atomically write an array, or the row-wise concatenation of arrays, as ``.npy``, verified.
 
     The bytes are those of ``np.save(np.concatenate(parts))``, written ``chunk`` rows at a time,
-    so memory-mapped parts are streamed instead of copied into memory.
+    so memory-mapped parts are streamed instead of copied into memory. Object arrays are refused.
     """
+    parts = [array] if isinstance(array, np.ndarray) else list(array)
     dtype = parts[0].dtype
     if dtype.hasobject or any(p.dtype != dtype or p.shape[1:] != parts[0].shape[1:]
                               for p in parts):
-        raise TypeError(f"refusing to write mixed or object arrays to {path.name}")
+        raise TypeError(f"refusing to write an object array or mixed arrays to {path.name}")
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
               "shape": (sum(len(p) for p in parts), *parts[0].shape[1:])}
 

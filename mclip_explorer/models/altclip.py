@@ -16,6 +16,7 @@ from mclip_explorer.errors import PairingError
 from mclip_explorer.models.registry import ModelSpec
 from mclip_explorer.models.st_clip import HFImageTransform, features, local_repo, tokenize
 from mclip_explorer.models.torch_base import TorchEncoder
+from mclip_explorer.models.weights import one_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -87,9 +88,7 @@ def load_metaclip2(
 def _load_dual(spec: ModelSpec, config_class: Any, model_class: Any, processor_class: Any, *,
                device: str | None, dtype: Any, weights_dir: str | Path | None,
                text: str | Path | None, image: str | Path | None) -> AltClipEncoder:
-    if text is not None and image is not None and Path(text) != Path(image):
-        raise TypeError(f"{spec.name} keeps both towers in one checkpoint: pass its folder once")
-    folder = local_repo(spec.text_repo, image if image is not None else text, weights_dir)
+    folder = local_repo(spec.text_repo, one_checkpoint(spec.name, text, image), weights_dir)
     # Check the config before reading weights: a wrong model fails on what makes it wrong.
     config = config_class.from_pretrained(folder).to_dict()
     dim, size = config.get("projection_dim"), config.get("vision_config", {}).get("image_size")

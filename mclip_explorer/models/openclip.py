@@ -23,7 +23,7 @@ from mclip_explorer.models.torch_base import (
     select_device,
     warn_truncated,
 )
-from mclip_explorer.models.weights import locate_repo, resolve_repo
+from mclip_explorer.models.weights import locate_repo, one_checkpoint, resolve_repo
 
 if TYPE_CHECKING:
     import torch
@@ -313,9 +313,7 @@ def load(
     import open_clip
 
     del head  # load_model refuses head= for models without a head file
-    if text is not None and image is not None and Path(text) != Path(image):
-        raise TypeError(f"{spec.name} is one model: pass its folder once (text= or image=)")
-    override = image if image is not None else text
+    override = one_checkpoint(spec.name, text, image)
     model = _create_checked(spec, override, weights_dir)
     where = _locate(spec.image_repo, override, weights_dir)
     # The folder's own config says how to tokenize (SigLIP 2: canonicalising clean-up, Gemma).

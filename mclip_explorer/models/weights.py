@@ -87,6 +87,19 @@ def locate_repo(
     return fetch_snapshot(repo, **{k: v for k, v in patterns.items() if v is not None})
 
 
+def one_checkpoint(name: str, text: str | Path | None,
+                   image: str | Path | None) -> str | Path | None:
+    """The folder override of a model whose towers share one checkpoint (``text=`` or ``image=``).
+
+    Raises:
+        TypeError: Two different folders were given.
+    """
+    if text is not None and image is not None and Path(text) != Path(image):
+        raise TypeError(f"{name} keeps both towers in one checkpoint: pass its folder once "
+                        "(text= or image=)")
+    return image if image is not None else text
+
+
 def resolve_head(
     head_file: str, override: str | Path | None = None, weights_dir: str | Path | None = None,
     aliases: tuple[str, ...] = (),
