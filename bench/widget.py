@@ -12,6 +12,7 @@ widget, its wire format, JupyterLab and the browser are the real ones.
 Usage: python bench/widget.py [--sizes 10000 100000 1000000] [--queries 12]
        [--out FILE]
        python bench/widget.py --compare [--sizes 100000 1000000] [--ours-only 10000000]
+       [--widgets ours plotly] [--rounds 3]
        (first paint, pan and zoom against bare plotly scattergl and jupyter-scatter; needs the
        `bench` extra: pip install ".[bench]")
 """
@@ -405,18 +406,45 @@ def compare_report(results: list[dict[str, Any]], note: str = "") -> str:
                      f"{r['pan_ms']:.0f} ms | {first_pan:.0f} ms | {r['zoom_ms']:.0f} ms | "
                      f"{load[0]:.1f} -> {load[1]:.1f} |")
     lines.append("")
+    lines += _medians(results)
     if note:
         lines += [note, ""]
     return "\n".join(lines)
 
 
-def compare(sizes: list[int], ours_only: list[int], out: Path | None, note: str) -> None:
+def _medians(results: list[dict[str, Any]]) -> list[str]:
+    """Per widget and size, the median of each column over the rounds (when there are several)."""
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in results:
+        if "pans" in r:
+            rows.setdefault((r["widget"], r["n"]), []).append(r)
+    if all(len(v) < 2 for v in rows.values()):
+        return []
+    lines = ["Medians over the rounds:", "",
+             "| widget | points | rounds | first paint | pan step | first pan | zoom step |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for (widget, n), rs in rows.items():
+        med = {k: statistics.median(f(r) for r in rs) for k, f in (
+            ("paint", lambda r: r["first_paint_s"]), ("pan", lambda r: r["pan_ms"]),
+            ("first", lambda r: r["pans"][0]), ("zoom", lambda r: r["zoom_ms"]))}
+        lines.append(f"| {widget} | {n:,} | {len(rs)} | {med['paint']:.2f} s | "
+                     f"{med['pan']:.0f} ms | {med['first']:.0f} ms | {med['zoom']:.0f} ms |")
+    return [*lines, ""]
+
+
+def compare(sizes: list[int], ours_only: list[int], out: Path | None, note: str,
+            widgets: list[str] | None = None, rounds: int = 1) -> None:
     from tests.browser.conftest import chromium, running_lab
 
     results = []
     with (tempfile.TemporaryDirectory() as tmp, running_lab(Path(tmp) / "lab") as lab,
           chromium(Path(tmp) / "chromium") as context):
-        runs = [(kind, n) for n in sizes for kind in MAKE] + [("ours", n) for n in ours_only]
+        # Rounds alternate the widgets' order: the first row of a run also pays for the fresh
+        # JupyterLab settling in, which must not always fall on the same widget.
+        kinds = list(widgets or MAKE)
+        runs = [(kind, n) for r in range(rounds) for n in sizes
+                for kind in (kinds if r % 2 == 0 else kinds[::-1])]
+        runs += [("ours", n) for _ in range(rounds) for n in ours_only]
         for kind, n in runs:
             load = os.getloadavg()[0]
             try:
@@ -445,10 +473,14 @@ def main() -> None:
                              "jupyter-scatter (sizes from --sizes) instead")
     parser.add_argument("--ours-only", type=int, nargs="*", default=[10_000_000],
                         help="with --compare: sizes run for our widget alone")
+    parser.add_argument("--widgets", nargs="+", choices=list(MAKE), default=None,
+                        help="with --compare: the widgets compared, in this order (default: all)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --compare: repeat every row, alternating the widgets' order")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     if args.compare:
-        compare(args.sizes, args.ours_only, args.out, args.note)
+        compare(args.sizes, args.ours_only, args.out, args.note, args.widgets, args.rounds)
         return
     from tests.browser.conftest import chromium, running_lab
 

@@ -37,6 +37,15 @@ export function pickBytes(values: Uint8Array, index: Uint32Array): Uint8Array {
   return out;
 }
 
+/** The default map's plotting area in CSS px (about 860 x 520). */
+export const DEFAULT_PLOT_AREA = 860 * 520;
+
+/** Marker diameter (CSS px) for a map of n points. Small maps get dots large enough to hover.
+ * From 50k points on, a dot is never larger than each point's share of the plot: bigger dots
+ * merge a dense cluster into one solid blob that hides where it is densest (and every extra pixel
+ * of every dot is drawn again at each pan: WebGL without a GPU is bound by pixels filled). */
 export function markerSize(n: number): number {
-  return n < 2_000 ? 8 : n < 50_000 ? 5 : n < 300_000 ? 3 : 2;
+  if (n < 2_000) return 8;
+  if (n < 50_000) return 5;
+  return Math.PI * 1.5 ** 2 <= DEFAULT_PLOT_AREA / n ? 3 : 2;
 }

@@ -10,6 +10,7 @@ import { covers, densityPixels, grow, LodView, parseDetail } from "../lod.ts";
 import type { Reply, Rpc } from "../rpc.ts";
 import { formatEta, progressText } from "../progress.ts";
 import { shapeOf } from "../shapes.ts";
+import { markerSize } from "../traces.ts";
 import { additionOf } from "../extend.ts";
 
 
@@ -220,4 +221,12 @@ test("once the whole map's sample is drawn, a view that still holds the whole ma
   await settle();
   assert.equal(asked.length, 5);
   view.dispose();
+});
+
+test("dots shrink with the map: large enough to hover, never larger than a point's share", () => {
+  // 860 x 520 px plot: 60k points leave 7.45 px2 each (a 3 px dot is 7.07 px2), 70k leave 6.39.
+  assert.deepEqual([10, 1_999, 2_000, 49_999, 50_000, 60_000, 70_000, 100_000, 10_000_000].map(markerSize),
+    [8, 8, 5, 5, 3, 3, 2, 2, 2]);
+  // Level of detail draws at most 20k points plus pinned ones: its dots keep one size.
+  assert.equal(markerSize(20_000), markerSize(30_000));
 });
