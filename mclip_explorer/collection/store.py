@@ -100,8 +100,8 @@ def scratch_rows(folder: Path, rows: int, dim: int, dtype: Any) -> np.ndarray:
                 os.posix_fallocate(handle.fileno(), 0, size)
             mapped = np.memmap(handle, dtype=dtype, mode="w+", shape=(rows, dim))
     except OSError as exc:
-        raise WriteError(f"no room for the build's scratch copy of the vectors "
-                                f"({size:,} bytes) in {folder}: {_files.describe(exc)}") from exc
+        raise WriteError(f"no room for the build's scratch copy of the vectors ({size:,} bytes) "
+                         f"in {folder}: {_files.describe(exc)}") from exc
     return mapped.view(np.ndarray)
 
 
